@@ -1,0 +1,142 @@
+// JA4 TLS client fingerprint, as specified by FoxIO
+// (https://github.com/FoxIO-LLC/ja4/blob/main/technical_details/JA4.md):
+//   <t|q|d><version 2><d|i><ciphers 2><extensions 2><alpn 2>_<sha256(sorted ciphers)[:12]>_<sha256(sorted exts minus SNI/ALPN "_" sigalgs)[:12]>
+// GREASE values are ignored everywhere.
+
+import * as nodeCrypto from 'node:crypto';
+import { hex2, isGrease } from './bytes.js';
+import { EXT_ALPN, EXT_SERVER_NAME, type ClientHello } from './hello.js';
+
+const MAX_COUNT = 99;
+const EMPTY_HASH = '000000000000';
+const HASH_CHARS = 12;
+const DTLS_VERSION_MIN = 0xfe00; // DTLS versions count down: 0xFEFF = 1.0, 0xFEFD = 1.2, 0xFEFC = 1.3
+
+const VERSION_CODES: ReadonlyMap<number, string> = new Map([
+  [0x0304, '13'],
+  [0x0303, '12'],
+  [0x0302, '11'],
+  [0x0301, '10'],
+  [0x0300, 's3'],
+  [0x0002, 's2'],
+  [0x0200, 's2'],
+  [0xfeff, 'd1'],
+  [0xfefd, 'd2'],
+  [0xfefc, 'd3'],
+]);
+
+export function ja4(hello: ClientHello, transport: 't' | 'q' | 'd'): string {
+  const ciphers = withoutGrease(hello.cipherSuites);
+  const extensions = withoutGrease(hello.extensions);
+  const sni = extensions.includes(EXT_SERVER_NAME) ? 'd' : 'i';
+  const a = transport + ja4Version(hello) + sni + count2(ciphers.length) + count2(extensions.length) + alpnChars(hello.alpnFirst);
+
+  let b = EMPTY_HASH;
+  if (ciphers.length > 0) {
+    const w = new HexWriter(ciphers.length);
+    w.list(Uint16Array.from(ciphers).sort());
+    b = w.hash12();
+  }
+
+  const hashedExts = extensions.filter((v) => v !== EXT_SERVER_NAME && v !== EXT_ALPN);
+  let c = EMPTY_HASH;
+  if (hashedExts.length > 0) {
+    const sigalgs = withoutGrease(hello.signatureAlgorithms);
+    const w = new HexWriter(hashedExts.length + sigalgs.length);
+    w.list(Uint16Array.from(hashedExts).sort());
+    if (sigalgs.length > 0) {
+      w.char(UNDERSCORE);
+      w.list(sigalgs); // original order
+    }
+    c = w.hash12();
+  }
+  return `${a}_${b}_${c}`;
+}
+
+function withoutGrease(values: number[]): number[] {
+  const out: number[] = [];
+  for (const v of values) if (!isGrease(v)) out.push(v);
+  return out;
+}
+
+/** Highest supported_versions entry (GREASE ignored), else the legacy version. */
+function ja4Version(hello: ClientHello): string {
+  let best = -1;
+  for (const v of hello.supportedVersions) {
+    if (isGrease(v)) continue;
+    if (best < 0 || newer(v, best)) best = v;
+  }
+  if (best < 0) best = hello.legacyVersion;
+  return VERSION_CODES.get(best) ?? '00';
+}
+
+function newer(a: number, b: number): boolean {
+  const aDtls = a >= DTLS_VERSION_MIN;
+  const bDtls = b >= DTLS_VERSION_MIN;
+  if (aDtls && bDtls) return a < b;
+  return a > b;
+}
+
+function count2(n: number): string {
+  const c = Math.min(n, MAX_COUNT);
+  return c < 10 ? '0' + c : String(c);
+}
+
+function isAlnum(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
+/**
+ * First and last character of the first ALPN value; "00" when absent or empty. When
+ * either end byte is not alphanumeric, the first and last characters of the value's hex
+ * form: the high nibble of the first byte and the low nibble of the last.
+ */
+function alpnChars(first: Uint8Array | undefined): string {
+  if (first === undefined || first.length === 0) return '00';
+  const f = first[0];
+  const l = first[first.length - 1];
+  if (isAlnum(f) && isAlnum(l)) return String.fromCharCode(f, l);
+  return hex2(f)[0] + hex2(l)[1];
+}
+
+const HEX_DIGITS = new TextEncoder().encode('0123456789abcdef');
+const COMMA = 0x2c;
+const UNDERSCORE = 0x5f;
+const CHARS_PER_VALUE = 5; // 4 hex digits + separator
+
+/**
+ * Writes the comma-separated lowercase hex lists JA4 hashes straight into bytes, so a
+ * fingerprint costs two small buffers instead of dozens of short strings.
+ */
+class HexWriter {
+  private readonly buf: Uint8Array;
+  private pos = 0;
+
+  constructor(values: number) {
+    this.buf = new Uint8Array(values * CHARS_PER_VALUE + 1);
+  }
+
+  char(c: number): void {
+    this.buf[this.pos++] = c;
+  }
+
+  list(values: ArrayLike<number>): void {
+    for (let i = 0; i < values.length; i++) {
+      if (i > 0) this.buf[this.pos++] = COMMA;
+      const v = values[i];
+      this.buf[this.pos++] = HEX_DIGITS[(v >> 12) & 15];
+      this.buf[this.pos++] = HEX_DIGITS[(v >> 8) & 15];
+      this.buf[this.pos++] = HEX_DIGITS[(v >> 4) & 15];
+      this.buf[this.pos++] = HEX_DIGITS[v & 15];
+    }
+  }
+
+  hash12(): string {
+    const data = this.buf.subarray(0, this.pos);
+    const hex = oneShot !== undefined ? oneShot('sha256', data, 'hex') : nodeCrypto.createHash('sha256').update(data).digest('hex');
+    return hex.slice(0, HASH_CHARS);
+  }
+}
+
+// crypto.hash (one-shot, ~3x faster than createHash) exists from Node 20.12.
+const oneShot = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc: 'hex') => string }).hash;

@@ -1,0 +1,65 @@
+// Stable error codes: PLAINSIGHT_ERR_<AREA>_<WHAT>. Each carries a sentence a user can act
+// on (what failed, why, what to do) and the exit code the CLI uses. Documented in README.
+
+export const ERRORS = {
+  PLAINSIGHT_ERR_USAGE: { exit: 2, hint: 'run `plainsight --help` for usage' },
+  PLAINSIGHT_ERR_CAPTURE_OPEN: { exit: 1, hint: 'check the path and that you may read it' },
+  PLAINSIGHT_ERR_CAPTURE_FORMAT: { exit: 2, hint: 'give a pcap or pcapng file, e.g. from `tcpdump -w FILE`' },
+  PLAINSIGHT_ERR_CAPTURE_LINKTYPE: {
+    exit: 2,
+    hint: 'supported link types: Ethernet, Linux cooked (v1/v2), raw IP, BSD loopback; re-capture with `tcpdump -i <interface>`',
+  },
+  PLAINSIGHT_ERR_CAPTURE_CORRUPT: { exit: 1, hint: 'the file is damaged; re-capture it or cut it with `editcap`' },
+  PLAINSIGHT_ERR_BPF_LIBBPF_MISSING: { exit: 1, hint: 'install libbpf 1.x (Debian/Ubuntu: `apt-get install libbpf1`)' },
+  PLAINSIGHT_ERR_BPF_NOT_ROOT: {
+    exit: 1,
+    hint: 'run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (plus CAP_SYS_ADMIN to enter pod network namespaces)',
+  },
+  PLAINSIGHT_ERR_BPF_NO_BTF: {
+    exit: 1,
+    hint: 'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (it provides /sys/kernel/btf/vmlinux; most distribution kernels since 5.8 do)',
+  },
+  PLAINSIGHT_ERR_BPF_NO_BPFFS: {
+    exit: 1,
+    hint: 'mount the BPF filesystem: `mount -t bpf bpf /sys/fs/bpf` (in Kubernetes, mount the host\'s /sys/fs/bpf into the agent)',
+  },
+  PLAINSIGHT_ERR_BPF_OBJECT: { exit: 1, hint: 'the BPF object is missing or from another build; run `npm run build`' },
+  PLAINSIGHT_ERR_BPF_LOAD: {
+    exit: 1,
+    hint: 'the kernel refused the eBPF program; rerun with PLAINSIGHT_DEBUG=1 for the verifier log and report it with `uname -r`',
+  },
+  PLAINSIGHT_ERR_BPF_ATTACH: {
+    exit: 1,
+    hint: 'check that the interface exists (`ip link`) and that plainsight runs in the root network namespace with CAP_NET_ADMIN',
+  },
+  PLAINSIGHT_ERR_BPF_MAP: { exit: 1, hint: 'a kernel map operation failed; rerun with PLAINSIGHT_DEBUG=1 and report it' },
+  PLAINSIGHT_ERR_BPF_NETNS: {
+    exit: 1,
+    hint: 'the network namespace is gone or cannot be entered; check `ip netns list` and CAP_SYS_ADMIN',
+  },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class PlainsightError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PlainsightError';
+    this.code = code;
+    this.exitCode = ERRORS[code].exit;
+    this.hint = options?.hint ?? ERRORS[code].hint;
+  }
+
+  /** The one line the CLI prints: what failed, why, what to do. */
+  line(): string {
+    return `plainsight: ${this.message} (${this.code}); ${this.hint}`;
+  }
+}
+
+export function isPlainsightError(e: unknown): e is PlainsightError {
+  return e instanceof PlainsightError;
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// `plainsight` — one binary, one subcommand per job (INTERFACE.md). Every failure ends
+// as one line a person can act on and an exit code: 0 ok, 1 runtime failure, 2 usage.
+
+import { isPlainsightError, PlainsightError } from '../agent/src/errors.js';
+import { runClassify } from './commands/classify.js';
+
+const USAGE = `plainsight — is this traffic really encrypted?
+
+Usage:
+  plainsight classify FILE... [--json]   classify every flow of pcap/pcapng captures (offline)
+
+Options:
+  -h, --help       show this help
+  --version        print the version
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  classify: runClassify,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version') {
+    process.stdout.write(`${await version()}\n`);
+    return 0;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) throw new PlainsightError('PLAINSIGHT_ERR_USAGE', `unknown command "${cmd}"`);
+  return run(rest);
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function fail(err: unknown): number {
+  if (isPlainsightError(err)) {
+    process.stderr.write(`${err.line()}\n`);
+    if (process.env.PLAINSIGHT_DEBUG && err.cause) console.error(err.cause);
+    return err.exitCode;
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(
+    `plainsight: internal error: ${msg} (PLAINSIGHT_ERR_INTERNAL); rerun with PLAINSIGHT_DEBUG=1 and report the output\n`,
+  );
+  if (process.env.PLAINSIGHT_DEBUG) console.error(err);
+  return 1;
+}
+
+// A closed stdout (e.g. `| head`) is not an error worth a message.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = fail(err);
+  },
+);
