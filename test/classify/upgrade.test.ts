@@ -5,7 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { detectPlaintextTcp } from '../../agent/src/classify/plaintext.js';
 import { findUpgrade, type Upgrade } from '../../agent/src/classify/upgrade.js';
 import { bytes, have, lines, listen, mysqlGreeting, run, selfSigned, startTls, tcpRelay, text, type Recording } from '../lab/wire-lab.js';
@@ -46,7 +46,7 @@ function checkUpgrade(t: Tap, rec: Recording, from: string, evidence?: RegExp): 
   detectPlaintextTcp(rec.client, rec.server, 40000, 40001);
   return u;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 /** A fake line server that answers `answer(line)`; 'TLS' as an answer writes `tlsReply` then starts TLS. */
 function lineServer(banner: string | Uint8Array, answer: (line: string) => string | undefined, tlsReply: string): net.Server {

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLSACT_HANDLE, FlowProgram } from '../../agent/src/bpf/flow.js';
 import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, progQuery } from '../../agent/src/bpf/libbpf.js';
-import { Lab, bpfSkipReason, makePod, progsRemaining, startServer, tcFilters, tcpExchange, type Pod } from './bpf-lab.js';
+import { Lab, bpfSkipReason, makePod, progsRemaining, startServer, tcFilters, tcpExchange, type Pod } from '../lab/bpf-lab.js';
 
 const CHILD_ENV = 'PS_BPF_CHILD_IFINDEX';
 const HANDLE_RE = new RegExp(`handle 0x${CLSACT_HANDLE.toString(16)} .* id (\\d+)`);

@@ -19,7 +19,7 @@ import {
   tcpExchange,
   udpExchange,
   type ServerLine,
-} from './bpf-lab.js';
+} from '../lab/bpf-lab.js';
 
 const skip = bpfSkipReason();
 const SAMPLES_PER_DIR = 6;

@@ -8,7 +8,7 @@ import { FlowProgram } from '../../agent/src/bpf/flow.js';
 import type { FlowRecord, Sample } from '../../agent/src/bpf/flow-abi.js';
 import { testRun } from '../../agent/src/bpf/libbpf.js';
 import { isPlainsightError } from '../../agent/src/errors.js';
-import { bpfSkipReason } from './bpf-lab.js';
+import { bpfSkipReason } from '../lab/bpf-lab.js';
 
 const skip = bpfSkipReason();
 const TC_ACT_UNSPEC = -1;

@@ -81,6 +81,8 @@ export interface CaptureOptions {
   filter?: string;
   /** Time allowed after the last packet before stopping. Default 300 ms. */
   settleMs?: number;
+  /** stop() rejects when the kernel dropped packets (an unfaithful record) unless this is true. */
+  allowDrops?: boolean;
 }
 
 export interface CaptureStats {
@@ -93,7 +95,10 @@ export interface CaptureStats {
 export interface Capture {
   /** Absolute path of the capture file. */
   readonly file: string;
-  /** Waits `settleMs`, sends SIGINT, waits for the capture tool to flush and exit; returns tcpdump's counters. */
+  /**
+   * Waits `settleMs`, sends SIGINT, waits for the tool to flush and exit; returns its
+   * counters. Rejects if packets were dropped (unless `allowDrops`).
+   */
   stop(): Promise<CaptureStats>;
 }
 
@@ -474,18 +479,11 @@ export class Lab {
         const info = await child.exited;
         clearTimeout(t);
         if (info.timedOut || info.signal === 'SIGKILL') throw new Error(`${tool} did not stop cleanly: ${tail(child.stderr)}`);
-        const count = (re: RegExp) => Number(child.stderr.match(re)?.[1] ?? 0);
-        if (tool === 'dumpcap') {
-          // "Packets received/dropped on interface 'eth0': 57/0 (pcap:0/dumpcap:0/flushed:0/ps_ifdrop:0)"
-          const m = child.stderr.match(/received\/dropped on interface '[^']*': (\d+)\/(\d+) \(pcap:(\d+)\/dumpcap:(\d+)\/flushed:(\d+)\/ps_ifdrop:(\d+)\)/);
-          const n = (i: number) => Number(m?.[i] ?? 0);
-          return { captured: n(1), droppedByKernel: n(3) + n(4) + n(5), droppedByInterface: n(6) };
+        const stats = captureStats(tool, child.stderr);
+        if (!opts.allowDrops && stats.droppedByKernel + stats.droppedByInterface > 0) {
+          throw new Error(`${tool} on ${iface} dropped packets (${JSON.stringify(stats)}): ${path} is not a faithful record`);
         }
-        return {
-          captured: count(/(\d+) packets? captured/),
-          droppedByKernel: count(/(\d+) packets? dropped by kernel/),
-          droppedByInterface: count(/(\d+) packets? dropped by interface/),
-        };
+        return stats;
       },
     };
   }
@@ -566,6 +564,22 @@ export class Lab {
   private assertOpen(): void {
     if (this.closed) throw new Error('lab is closed');
   }
+}
+
+/** The counters tcpdump/dumpcap print on exit. */
+function captureStats(tool: 'tcpdump' | 'dumpcap', stderr: string): CaptureStats {
+  if (tool === 'dumpcap') {
+    // "Packets received/dropped on interface 'eth0': 57/0 (pcap:0/dumpcap:0/flushed:0/ps_ifdrop:0)"
+    const m = stderr.match(/received\/dropped on interface '[^']*': (\d+)\/(\d+) \(pcap:(\d+)\/dumpcap:(\d+)\/flushed:(\d+)\/ps_ifdrop:(\d+)\)/);
+    const n = (i: number) => Number(m?.[i] ?? 0);
+    return { captured: n(1), droppedByKernel: n(3) + n(4) + n(5), droppedByInterface: n(6) };
+  }
+  const count = (re: RegExp) => Number(stderr.match(re)?.[1] ?? 0);
+  return {
+    captured: count(/(\d+) packets? captured/),
+    droppedByKernel: count(/(\d+) packets? dropped by kernel/),
+    droppedByInterface: count(/(\d+) packets? dropped by interface/),
+  };
 }
 
 /** RFC 5952 text form (lower case, longest zero run compressed), via the URL parser. */

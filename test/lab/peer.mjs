@@ -84,7 +84,7 @@ const roles = {
   // One POST of `bodyBytes` bytes over a fresh connection; reports socket byte counts.
   'http-client'() {
     const req = http.request({
-      host: o.host, port: o.port, method: 'POST', path: o.path ?? '/upload', agent: false,
+      host: o.host, port: o.port, method: 'POST', path: o.path ?? '/upload', agent: false, localPort: o.localPort,
       headers: { 'content-type': 'application/octet-stream', 'content-length': o.bodyBytes ?? 0 },
     });
     req.on('socket', (s) => {

@@ -128,7 +128,8 @@ function classifyUdp(flow: FlowBytes): Classification {
   if (enc) {
     const out: Classification = { verdict: 'encrypted-other', protocol: enc.protocol, mesh: 'none', evidence: enc.evidence };
     if (enc.sni !== undefined || enc.alpn !== undefined) {
-      out.tls = { version: '1.3', clientCertificate: 'unknown' };
+      // QUIC always carries TLS 1.3; DTLS's version is not known from the ClientHello alone.
+      out.tls = enc.protocol === 'quic' ? { version: '1.3', clientCertificate: 'unknown' } : { clientCertificate: 'unknown' };
       if (enc.sni !== undefined) out.tls.sni = enc.sni;
       if (enc.alpn !== undefined) out.tls.alpn = enc.alpn;
     }

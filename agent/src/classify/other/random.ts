@@ -6,8 +6,8 @@
 //   text bytes       printable ASCII, TAB, CR, LF: expected 98/256; text is ~100% text
 //   zero bytes       expected m/256; binary structures (lengths, padding) have many
 // Each bound sits about 4 standard deviations from the uniform expectation, so real
-// ciphertext fails a check with probability around 1e-4 at worst (short inputs), while
-// text, or a structure with zero padding, fails them by a wide margin.
+// ciphertext fails with probability below 1e-3 (measured: 5e-5 at 16 bytes, 6e-4 at 40,
+// 2e-4 at 124), while text, or a structure with zero padding, fails by a wide margin.
 
 /** One bitmap reused by every call: no allocation on the hot path. */
 const seen = new Uint32Array(8);
