@@ -3,12 +3,13 @@
 // as one line a person can act on and an exit code: 0 ok, 1 runtime failure, 2 usage.
 
 import { isPlainsightError, PlainsightError } from '../agent/src/errors.js';
-import { runClassify } from './commands/classify.js';
 
 const USAGE = `plainsight — is this traffic really encrypted?
 
 Usage:
   plainsight classify FILE... [--json]   classify every flow of pcap/pcapng captures (offline)
+  plainsight agent [--mode local] [--netns NAME...] [--interface IF...] [--metrics-addr :9101]
+                                         observe this node's pods live (eBPF), flows as jsonl
 
 Options:
   -h, --help       show this help
@@ -19,8 +20,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error.
 
 type Command = (argv: string[]) => Promise<number>;
 
+// Each command is imported when it runs: `classify` should not pay for loading the live
+// agent (eBPF bindings, metrics), nor the agent for the offline reader.
 const COMMANDS: Record<string, Command> = {
-  classify: runClassify,
+  classify: async (argv) => (await import('./commands/classify.js')).runClassify(argv),
+  agent: async (argv) => (await import('./commands/agent.js')).runAgentCommand(argv),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -33,6 +33,8 @@ export const ERRORS = {
     hint: 'check that the interface exists (`ip link`) and that plainsight runs in the root network namespace with CAP_NET_ADMIN',
   },
   PLAINSIGHT_ERR_BPF_MAP: { exit: 1, hint: 'a kernel map operation failed; rerun with PLAINSIGHT_DEBUG=1 and report it' },
+  PLAINSIGHT_ERR_AGENT_LISTEN: { exit: 1, hint: 'choose a free address with --metrics-addr HOST:PORT' },
+  PLAINSIGHT_ERR_AGENT_INTERFACE: { exit: 1, hint: 'check the name with `ip link` (the agent looks in the root network namespace)' },
   PLAINSIGHT_ERR_BPF_NETNS: {
     exit: 1,
     hint: 'the network namespace is gone or cannot be entered; check `ip netns list` and CAP_SYS_ADMIN',

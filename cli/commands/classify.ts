@@ -1,6 +1,6 @@
 // `plainsight classify FILE... [--json]`: the offline mode. Same classifier as the agent.
 
-import { classifyCaptures } from '../../agent/src/offline/index.js';
+import { classifyCaptures, classifyCapturesJson } from '../../agent/src/offline/index.js';
 import { endpointText, type FlowJson } from '../../agent/src/offline/report.js';
 import { PlainsightError } from '../../agent/src/errors.js';
 import { parse } from '../args.js';
@@ -26,14 +26,17 @@ export async function runClassify(argv: string[]): Promise<number> {
     });
   }
   const bar = progress('reading');
-  const result = classifyCaptures(positionals, (done, total, file) => bar.update(done, total, file));
-  bar.done();
-  for (const w of result.warnings) process.stderr.write(`plainsight: warning: ${w}\n`);
-
+  const onProgress = (done: number, total: number, file: string): void => bar.update(done, total, file);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ flows: result.flows, summary: result.summary })}\n`);
+    const { json, warnings } = classifyCapturesJson(positionals, onProgress);
+    bar.done();
+    for (const w of warnings) process.stderr.write(`plainsight: warning: ${w}\n`);
+    process.stdout.write(`${json}\n`);
     return 0;
   }
+  const result = classifyCaptures(positionals, onProgress);
+  bar.done();
+  for (const w of result.warnings) process.stderr.write(`plainsight: warning: ${w}\n`);
   process.stdout.write(renderTable(result.flows, columns(positionals.length > 1)));
   const s = result.summary;
   const verdicts = Object.entries(s.byVerdict)

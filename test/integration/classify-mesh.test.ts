@@ -1,6 +1,7 @@
 // Service-mesh handshakes, reproduced with node:tls exactly as each mesh shapes them on the
 // wire (ALPN, SNI, port, client certificate with a SPIFFE identity), plus a control: TLS
-// to a cluster-local name without any mesh's ALPN or client certificate is not a mesh.
+// to a cluster-local name without any mesh's ALPN or client certificate is not a mesh;
+// and look-alikes (a mesh's ALPN/SNI/port, but provably no client certificate) are not mtls.
 
 import t from 'tap';
 import { labCert, labCerts } from '../lab/certs.js';

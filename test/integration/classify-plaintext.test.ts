@@ -1,6 +1,8 @@
 // Plaintext protocols, spoken by real clients and servers in two namespaces, captured on
-// the server's veth, classified by the built CLI: HTTP/1.1 (byte-exact), h2c, gRPC over
-// h2c, Redis (redis-server + redis-cli), DNS (Node's c-ares resolver).
+// the server's veth, classified by the built CLI: HTTP/1.1 (byte-exact, and one 4-tuple
+// used twice), h2c, gRPC over h2c, Redis (redis-server + redis-cli), DNS (Node's c-ares
+// resolver). And the dangerous direction: plain HTTP on TLS/mesh ports, and high-entropy
+// bytes with no protocol, must never be called encrypted.
 
 import t from 'tap';
 import { Lab, labSkipReason } from '../lab/lab.js';
@@ -21,6 +23,11 @@ t.test('plaintext protocols from real peers', { skip }, async (t) => {
   const RESPONSE_BODY = 123_456;
   const httpSrv = await peerServer(lab, server.ns, 'http-server', { port: 8080, responseBytes: RESPONSE_BODY });
   const [http] = await peerClient(lab, client.ns, 'http-client', { host, port: 8080, bodyBytes: REQUEST_BODY });
+
+  // Two connections, one after the other, on the same 4-tuple (the client binds the same port).
+  const REUSED = 40_000;
+  const [reuse1] = await peerClient(lab, client.ns, 'http-client', { host, port: 8080, bodyBytes: 10, localPort: REUSED });
+  const [reuse2] = await peerClient(lab, client.ns, 'http-client', { host, port: 8080, bodyBytes: 2000, localPort: REUSED });
 
   // h2c with prior knowledge: a plain GET, then a gRPC-style POST (content-type application/grpc).
   await peerServer(lab, server.ns, 'h2c-server', { port: 8081 });
@@ -54,15 +61,15 @@ t.test('plaintext protocols from real peers', { skip }, async (t) => {
   t.equal(set, 'OK', 'redis SET answered');
   t.equal(get, 'hello', 'redis GET answered');
   t.same(dns?.addrs, ['198.18.0.53'], 'resolver got the answer');
-  t.ok(http && h2c && grpc, 'all clients completed');
-  if (!http || !h2c || !grpc) return;
+  t.ok(http && h2c && grpc && reuse1 && reuse2, 'all clients completed');
+  if (!http || !h2c || !grpc || !reuse1 || !reuse2) return;
 
   const oracle = await conversations(cap.file);
   const out = await classifyOrFail(t, [cap.file]);
   if (!out) return;
 
   t.test('HTTP/1.1 → plaintext http/1.1, byte counters exact', async (t) => {
-    const f = oneFlow(t, out, { serverPort: 8080 }, 'http');
+    const f = oneFlow(t, out, { serverPort: 8080, clientPort: http.localPort }, 'http');
     if (!f) return;
     t.match(f, { transport: 'tcp', verdict: 'plaintext', protocol: 'http/1.1', mesh: 'none' }, describe(f));
     t.match(f, { client: { ip: client.ip4, port: http.localPort }, server: { ip: host, port: 8080 } }, 'client is the SYN sender');
@@ -72,10 +79,18 @@ t.test('plaintext protocols from real peers', { skip }, async (t) => {
     t.equal(f.bytes.toClient, http.bytesRead, 'bytes.toClient = what the client read');
     t.equal(srv?.bytesRead, http.bytesWritten, '(server read what the client wrote)');
     t.ok(Number(http.bytesWritten) > REQUEST_BODY && Number(http.bytesRead) > RESPONSE_BODY, '(counts include the bodies)');
-    const conv = oracle.find((c) => c.transport === 'tcp' && c.server.port === 8080);
+    const conv = oracle.find((c) => c.transport === 'tcp' && c.server.port === 8080 && c.client.port === http.localPort);
     t.same(f.bytes, conv?.bytes, 'bytes agree with tshark');
     t.same(f.packets, conv?.packets, 'packets agree with tshark (all packets of the flow, SYN and ACKs included)');
     t.notMatch(f.evidence, /upload|aaaa/, 'evidence carries no path or body');
+  });
+
+  t.test('one 4-tuple used twice → two flows, each with its own bytes', async (t) => {
+    const fs = out.flows.filter((f) => f.transport === 'tcp' && f.server.port === 8080 && f.client.port === REUSED);
+    t.equal(fs.length, 2, 'two flows');
+    for (const f of fs) t.match(f, { verdict: 'plaintext', protocol: 'http/1.1' }, describe(f));
+    const byBytes = (b: { toServer: unknown; toClient: unknown }[]) => b.map((x) => `${x.toServer}/${x.toClient}`).sort();
+    t.same(byBytes(fs.map((f) => f.bytes)), byBytes([reuse1, reuse2].map((r) => ({ toServer: r.bytesWritten, toClient: r.bytesRead }))), 'each flow has its own connection\'s bytes');
   });
 
   t.test('h2c → plaintext h2c', async (t) => {

@@ -2,13 +2,14 @@
 // bridge, with real processes run inside them and captured with tcpdump/dumpcap.
 //
 //   const lab = await Lab.open(t, 'tls');          // closed by t.teardown, and on exit/signals
-//   const { client, server } = await lab.pair();   // two netns, one veth, 198.18.N.0/24 + fd00::
+//   const { client, server } = await lab.pair();   // two netns, one veth, 198.18.N.0/24 + fd00:5053:0:N::/64
 //   const cap = await lab.capture(server.ns, server.ifname, 'tls.pcap');
 //   const srv = lab.exec(server.ns, ['node', ...]); await lab.waitListen(server.ns, 8443);
 //   await lab.run(client.ns, ['curl', ...]);
 //   await cap.stop();
 //
 // Addresses only ever come from 198.18.0.0/15 (RFC 2544 benchmarking) and fd00::/8.
+// Readiness is seen in /proc/<pid>/net/* (no probe connection ever shows up in a capture).
 // Every child runs in its own process group with a deadline; close() kills the groups,
 // then anything still living in the lab's namespaces, then deletes the namespaces.
 

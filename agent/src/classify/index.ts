@@ -172,12 +172,19 @@ function fromTls(tls: TlsAnalysis, flow: FlowBytes, server: Uint8Array): Classif
   const mesh = detectMesh(details, flow.serverPort);
   const clientAuth = details.clientCertificate === 'observed' || details.clientCertificate === 'inferred';
   const meshed = mesh.mesh !== 'none';
+  // A mesh signature implies mTLS (meshes always present a workload certificate) unless
+  // the handshake itself proves no client certificate was sent: ALPN, SNI and ports can
+  // be copied, and counting a look-alike as mTLS would inflate coverage.
+  const disproved = meshed && details.clientCertificate === 'none';
+  let evidence = tls.evidence;
+  if (meshed) evidence += `; mesh ${mesh.mesh}: ${mesh.evidence ?? 'signature'}`;
+  if (disproved) evidence += '; but no client certificate: not counted as mTLS';
   return {
-    verdict: clientAuth || meshed ? 'mtls' : 'tls',
+    verdict: clientAuth || (meshed && !disproved) ? 'mtls' : 'tls',
     protocol: 'tls',
     tls: details,
     mesh: mesh.mesh,
-    evidence: mesh.evidence ? `${tls.evidence}; mesh ${mesh.mesh}: ${mesh.evidence}` : tls.evidence,
+    evidence,
   };
 }
 

@@ -171,8 +171,24 @@ const PROGRESS_INTERVAL_MS = 100;
  * files. Throws PlainsightError only; a file cut short is a warning, not an error.
  */
 export function readFlows(paths: string | readonly string[], opts: FlowOptions = {}, onProgress?: ProgressCallback): ReadFlowsResult {
+  const flows: FlowRecord[] = [];
+  const stats = forEachFlow(paths, (f) => flows.push(f), opts, onProgress);
+  return { flows, stats };
+}
+
+/**
+ * readFlows without the array: each flow is handed to `onFlow` as it is completed (at the
+ * end of its file), in the same order, so a caller that reduces each flow to its output
+ * keeps no FlowRecord (nor its payload views) alive. Returns the counters.
+ */
+export function forEachFlow(
+  paths: string | readonly string[],
+  onFlow: (flow: FlowRecord) => void,
+  opts: FlowOptions = {},
+  onProgress?: ProgressCallback,
+): FlowStats {
   const list = typeof paths === 'string' ? [paths] : paths;
-  const result: ReadFlowsResult = { flows: [], stats: emptyStats() };
+  const stats = emptyStats();
   let totalBytes = 0;
   if (onProgress) {
     for (const p of list) totalBytes += fileSizeOrZero(p);
@@ -189,18 +205,19 @@ export function readFlows(paths: string | readonly string[], opts: FlowOptions =
           }
         }
       : undefined;
-    const bytesRead = readOne(path, opts, result, (onPacket) => readCaptureFile(path, onPacket, { onBytes }));
+    const bytesRead = readOne(path, opts, stats, onFlow, (onPacket) => readCaptureFile(path, onPacket, { onBytes }));
     doneBefore += bytesRead;
   }
   if (onProgress) onProgress(doneBefore, totalBytes || doneBefore, list[list.length - 1] ?? '');
-  return result;
+  return stats;
 }
 
 /** readFlows for a capture already in memory; `name` stands for the path in flows and messages. */
 export function readFlowsFromBytes(bytes: Uint8Array, name: string, opts: FlowOptions = {}): ReadFlowsResult {
-  const result: ReadFlowsResult = { flows: [], stats: emptyStats() };
-  readOne(name, opts, result, (onPacket) => readCaptureBytes(bytes, name, onPacket));
-  return result;
+  const flows: FlowRecord[] = [];
+  const stats = emptyStats();
+  readOne(name, opts, stats, (f) => flows.push(f), (onPacket) => readCaptureBytes(bytes, name, onPacket));
+  return { flows, stats };
 }
 
 function emptyStats(): FlowStats {
@@ -220,11 +237,12 @@ function emptyStats(): FlowStats {
   };
 }
 
-/** One capture through decode and a fresh flow table, appended to `result`. Returns bytes read. */
+/** One capture through decode and a fresh flow table: flows to `onFlow`, counters added to `stats`. Returns bytes read. */
 function readOne(
   path: string,
   opts: FlowOptions,
-  result: ReadFlowsResult,
+  stats: FlowStats,
+  onFlow: (flow: FlowRecord) => void,
   read: (onPacket: PacketCallback) => CaptureSummary,
 ): number {
   const table = new FlowTable(opts);
@@ -239,15 +257,13 @@ function readOne(
     else if (status === DECODE_FRAGMENT) fragments++;
     else nonIp++;
   });
-  const fileFlows = table.finish(path);
-  for (const f of fileFlows) result.flows.push(f);
-  const stats = result.stats;
+  const flowCount = table.emit(path, onFlow);
   stats.packets += summary.packets;
   stats.bytesRead += summary.bytesRead;
   stats.undecodable += undecodable;
   stats.nonIp += nonIp;
   stats.fragments += fragments;
-  stats.flows += fileFlows.length;
+  stats.flows += flowCount;
   stats.flowsNotTracked += table.flowsNotTracked;
   stats.packetsNotTracked += table.packetsNotTracked;
   stats.payloadMemoryBytes += table.payloadMemory;
@@ -825,9 +841,19 @@ export class FlowTable {
 
   /** The flows in order of first packet. The table should not be used afterwards. */
   finish(file: string): FlowRecord[] {
-    const out: FlowRecord[] = new Array(this.flows.length);
-    for (let i = 0; i < this.flows.length; i++) out[i] = this.record(this.flows[i], file);
+    const out: FlowRecord[] = [];
+    this.emit(file, (f) => out.push(f));
     return out;
+  }
+
+  /**
+   * finish() one flow at a time: each record goes to `onFlow` in order of first packet and
+   * is not kept here. Returns the number of flows. The table should not be used afterwards.
+   */
+  emit(file: string, onFlow: (flow: FlowRecord) => void): number {
+    const flows = this.flows;
+    for (let i = 0; i < flows.length; i++) onFlow(this.record(flows[i], file));
+    return flows.length;
   }
 
   private record(flow: Flow, file: string): FlowRecord {
@@ -891,15 +917,18 @@ export class FlowTable {
       const ss = this.closeStream(sCold?.stream ?? null);
       const cTrunc = clientIsB ? ST_TRUNC_B : ST_TRUNC_A;
       const sTrunc = clientIsB ? ST_TRUNC_A : ST_TRUNC_B;
-      fb = flowBytes({
-        transport,
+      // What flowBytes() would build (same keys, same order), without its object spread.
+      fb = {
         clientPort: client.port,
         serverPort: server.port,
         client: cs === null ? EMPTY : cs.buf.subarray(0, cs.len),
         server: ss === null ? EMPTY : ss.buf.subarray(0, ss.len),
+        clientDatagrams: [],
+        serverDatagrams: [],
+        transport,
         clientTruncated: (cs?.truncated ?? false) || (state & cTrunc) !== 0,
         serverTruncated: (ss?.truncated ?? false) || (state & sTrunc) !== 0,
-      });
+      };
     } else if (flow.l4 === L4_UDP) {
       const cDatagrams = cCold?.datagrams ?? [];
       const sDatagrams = sCold?.datagrams ?? [];
@@ -981,6 +1010,16 @@ function formatIp(version: 4 | 6, words: Uint32Array, o: number): string {
   return `${g.slice(0, bestStart).map(hex).join(':')}::${g.slice(bestStart + bestLen).map(hex).join(':')}`;
 }
 
+/** Captures talk to few hosts: each address is formatted once (the cache starts over when big). */
+const IPV4_CACHE_MAX = 65536;
+const ipv4Cache = new Map<number, string>();
+
 function ipv4Text(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
+  let t = ipv4Cache.get(a);
+  if (t === undefined) {
+    if (ipv4Cache.size >= IPV4_CACHE_MAX) ipv4Cache.clear();
+    t = `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
+    ipv4Cache.set(a, t);
+  }
+  return t;
 }

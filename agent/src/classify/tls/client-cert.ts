@@ -84,7 +84,9 @@ export function tls12ClientCertificate(x: Tls12Input): ClientCertVerdict {
         evidence: `server requested a client certificate, client aborted with alert ${alertName(x.clientAlert.description)}`,
       };
     }
-    return { clientCertificate: 'observed', evidence: "server requested a client certificate (CertificateRequest); client's reply not captured" };
+    // Asked is not answered: without the client's reply no certificate was seen, and
+    // overclaiming mTLS is the dangerous direction.
+    return { clientCertificate: 'unknown', evidence: "server requested a client certificate (CertificateRequest); client's reply not captured" };
   }
   if (findMessage(x.serverMessages, HANDSHAKE_SERVER_HELLO_DONE) >= 0) {
     return { clientCertificate: 'none', evidence: 'full handshake without CertificateRequest' };

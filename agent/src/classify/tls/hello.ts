@@ -76,7 +76,7 @@ export interface ServerHello {
 }
 
 function copy(b: Uint8Array): Uint8Array {
-  return Uint8Array.from(b);
+  return new Uint8Array(b); // a plain Uint8Array copy; much cheaper than Uint8Array.from's iteration
 }
 
 function newClientHello(legacyVersion: number): ClientHello {

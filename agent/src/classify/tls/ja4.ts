@@ -26,6 +26,102 @@ const VERSION_CODES: ReadonlyMap<number, string> = new Map([
 ]);
 
 export function ja4(hello: ClientHello, transport: 't' | 'q' | 'd'): string {
+  // Clients repeat the same hello parameters connection after connection: remember the
+  // fingerprint of recent parameter sets instead of hashing them again.
+  const h = inputHash(hello, transport);
+  const bucket = cache.get(h);
+  if (bucket !== undefined) {
+    for (const e of bucket) if (sameInput(e, hello, transport)) return e.ja4;
+  }
+  const fp = computeJa4(hello, transport);
+  if (cacheSize >= MAX_CACHED) {
+    cache.clear();
+    cacheSize = 0;
+  }
+  const entry: CachedJa4 = {
+    transport,
+    legacyVersion: hello.legacyVersion,
+    supportedVersions: hello.supportedVersions.slice(),
+    cipherSuites: hello.cipherSuites.slice(),
+    extensions: hello.extensions.slice(),
+    signatureAlgorithms: hello.signatureAlgorithms.slice(),
+    alpnFirst: hello.alpnFirst === undefined ? undefined : hello.alpnFirst.slice(),
+    ja4: fp,
+  };
+  if (bucket !== undefined) bucket.push(entry);
+  else cache.set(h, [entry]);
+  cacheSize++;
+  return fp;
+}
+
+/** Everything computeJa4 reads, copied, and its result. */
+interface CachedJa4 {
+  transport: string;
+  legacyVersion: number;
+  supportedVersions: number[];
+  cipherSuites: number[];
+  extensions: number[];
+  signatureAlgorithms: number[];
+  alpnFirst: Uint8Array | undefined;
+  ja4: string;
+}
+
+/** Distinct hello parameter sets remembered; the cache starts over when full. */
+const MAX_CACHED = 1024;
+const cache = new Map<number, CachedJa4[]>();
+let cacheSize = 0;
+
+function mix(h: number, v: number): number {
+  return Math.imul(h ^ v, 0x5bd1e995) ^ (h >>> 15);
+}
+
+function mixList(h: number, list: readonly number[]): number {
+  h = mix(h, list.length);
+  for (let i = 0; i < list.length; i++) h = mix(h, list[i]);
+  return h;
+}
+
+function inputHash(hello: ClientHello, transport: string): number {
+  let h = mix(0x9747b28c, transport.charCodeAt(0));
+  h = mix(h, hello.legacyVersion);
+  h = mixList(h, hello.supportedVersions);
+  h = mixList(h, hello.cipherSuites);
+  h = mixList(h, hello.extensions);
+  h = mixList(h, hello.signatureAlgorithms);
+  const alpn = hello.alpnFirst;
+  if (alpn === undefined) h = mix(h, -1);
+  else {
+    h = mix(h, alpn.length);
+    for (let i = 0; i < alpn.length; i++) h = mix(h, alpn[i]);
+  }
+  return h >>> 0;
+}
+
+function sameList(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameInput(e: CachedJa4, hello: ClientHello, transport: string): boolean {
+  if (e.transport !== transport || e.legacyVersion !== hello.legacyVersion) return false;
+  const a = e.alpnFirst;
+  const b = hello.alpnFirst;
+  if (a === undefined || b === undefined) {
+    if (a !== b) return false;
+  } else {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  }
+  return (
+    sameList(e.cipherSuites, hello.cipherSuites) &&
+    sameList(e.extensions, hello.extensions) &&
+    sameList(e.signatureAlgorithms, hello.signatureAlgorithms) &&
+    sameList(e.supportedVersions, hello.supportedVersions)
+  );
+}
+
+function computeJa4(hello: ClientHello, transport: 't' | 'q' | 'd'): string {
   const ciphers = withoutGrease(hello.cipherSuites);
   const extensions = withoutGrease(hello.extensions);
   const sni = extensions.includes(EXT_SERVER_NAME) ? 'd' : 'i';

@@ -1,0 +1,393 @@
+// The node agent (local mode): owns every long-lived resource and closes them in reverse.
+//
+//   FlowProgram (maps, programs) → sample reader (ring buffer timer) → host interfaces
+//   (--interface) → namespace watcher (pods: TCX on host veths, socket filters inside)
+//   → drain timer (counters ⨝ samples → classify → jsonl) → metrics server
+//
+// start() either returns a running agent or closes what it opened and throws. close()
+// drains one last time, reports every flow as final, then detaches (links before the
+// object). TCX links die with the process; clsact filters (kernels < 6.6) of a killed
+// agent are found by handle/priority and replaced at attach, so a restart neither leaks
+// nor doubles a hook. A restarted agent starts from an empty map: flows already open are
+// reported from the restart on (flagged midstream), never twice.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Attachment, AttachMode } from './bpf/flow.js';
+import { FlowProgram } from './bpf/flow.js';
+import { requireBpfEnvironment } from './bpf/environment.js';
+import type { RingBufferReader } from './capture/ringbuf.js';
+import { FlowTracker, type AgentFlowJson, type ObservationPoint } from './capture/tracker.js';
+import { classifierFaults } from './classify/index.js';
+import { isPlainsightError, PlainsightError } from './errors.js';
+import { NetnsWatcher, namePattern, type LocalPod } from './inventory/local.js';
+import { AgentMetrics, MetricsServer } from './metrics.js';
+
+export interface AgentConfig {
+  mode: 'local';
+  /** Namespace names or globs; empty: every namespace under /var/run/netns. */
+  netns: string[];
+  /** Root-namespace interfaces to observe too. */
+  interfaces: string[];
+  /** HOST:PORT for /metrics and /healthz; '' disables. */
+  metricsAddr: string;
+  output: 'jsonl' | 'none';
+  attachMode: AttachMode;
+  /** Socket filter on each pod's loopback (intra-pod traffic). */
+  loopback: boolean;
+  maxFlows: number;
+  ringBytes: number;
+  samplesPerDirection: number;
+  sampleBytes: number;
+  drainIntervalMs: number;
+  idleTimeoutMs: number;
+  classifyAfterMs: number;
+  rescanIntervalMs: number;
+  ringIntervalMs: number;
+  ringBudget: number;
+}
+
+export const DEFAULT_CONFIG: AgentConfig = {
+  mode: 'local',
+  netns: [],
+  interfaces: [],
+  metricsAddr: ':9101',
+  output: 'jsonl',
+  attachMode: 'auto',
+  loopback: true,
+  maxFlows: 65536,
+  ringBytes: 8 * 1024 * 1024,
+  samplesPerDirection: 6,
+  sampleBytes: 512,
+  drainIntervalMs: 1000,
+  idleTimeoutMs: 30_000,
+  classifyAfterMs: 2000,
+  rescanIntervalMs: 5000,
+  ringIntervalMs: 10,
+  ringBudget: 8192,
+};
+
+interface PodState {
+  pod: LocalPod;
+  /** Desired-attachment id (`tc/<host ifindex>`, `sock/<ifname>`) → its hooks. */
+  hooks: Map<string, Attachment[]>;
+}
+
+type Closer = { what: string; close: () => void | Promise<void> };
+
+export class Agent {
+  readonly log: Logger;
+  readonly metrics: AgentMetrics;
+  metricsServer: MetricsServer | undefined;
+  private flow: FlowProgram | undefined;
+  private ring: RingBufferReader | undefined;
+  private tracker: FlowTracker | undefined;
+  private watcher: NetnsWatcher | undefined;
+  private monitor: ChildProcess | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private readonly closers: Closer[] = [];
+  private readonly pods = new Map<string, PodState>();
+  /** key ifindex (host ifindex, or socket tag) → where it is. */
+  private readonly points = new Map<number, ObservationPoint>();
+  private podByIp = new Map<string, string>();
+  private lastStats = { samples_lost: 0, map_insert_fail: 0 };
+  private lastRing = { budgetExhausted: 0, records: 0 };
+  private fill = 0;
+  private running = false;
+  private closing: Promise<void> | undefined;
+  private lossWarnedAt = 0;
+
+  private constructor(
+    readonly config: AgentConfig,
+    log: Logger,
+    private readonly write: (line: AgentFlowJson) => void,
+  ) {
+    this.log = log;
+    this.metrics = new AgentMetrics({
+      flowsTracked: () => this.tracker?.size ?? 0,
+      mapFillRatio: () => this.fill,
+      attachments: () => {
+        const n = { tcx: 0, clsact: 0, socket: 0 };
+        for (const a of this.flow?.list() ?? []) n[a.kind]++;
+        return n;
+      },
+      pods: () => this.pods.size,
+    });
+    this.closers.push({ what: 'metrics', close: () => this.metrics.close() });
+  }
+
+  /** Starts, or closes what it opened and throws (a PlainsightError with one actionable line). */
+  static async start(config: AgentConfig, log: Logger, write: (line: AgentFlowJson) => void): Promise<Agent> {
+    requireBpfEnvironment();
+    const agent = new Agent(config, log, write);
+    try {
+      await agent.open();
+    } catch (e) {
+      await agent.close({ report: false }).catch((err: unknown) => log.error({ err }, 'close after a failed start failed'));
+      throw e;
+    }
+    return agent;
+  }
+
+  private async open(): Promise<void> {
+    const c = this.config;
+    const log = this.log.child({ component: 'datapath' });
+    const flow = FlowProgram.open({ maxFlows: c.maxFlows, ringBytes: c.ringBytes, samplesPerDirection: c.samplesPerDirection, sampleBytes: c.sampleBytes });
+    this.flow = flow;
+    this.closers.push({ what: 'datapath', close: () => flow.close() });
+    log.info({ maxFlows: c.maxFlows, ringBytes: c.ringBytes, samplesPerDirection: c.samplesPerDirection }, 'eBPF programs loaded');
+
+    const tracker = new FlowTracker(
+      { samplesPerDirection: c.samplesPerDirection, idleTimeoutMs: c.idleTimeoutMs, closedTimeoutMs: Math.min(c.idleTimeoutMs, 2 * c.drainIntervalMs + 500), classifyAfterMs: c.classifyAfterMs },
+      {
+        resolve: (ifindex) => this.points.get(ifindex),
+        podOf: (ip) => this.podByIp.get(ip),
+        emit: (line) => {
+          this.metrics.flowsReported.inc({ verdict: line.verdict, final: String(line.final) });
+          this.write(line);
+        },
+        onClassify: (s) => this.metrics.classifySeconds.observe(s),
+        onEviction: () => this.metrics.evictions.inc(),
+      },
+    );
+    this.tracker = tracker;
+    this.ring = flow.openSamples((s) => tracker.onSample(s), {
+      intervalMs: c.ringIntervalMs,
+      budget: c.ringBudget,
+      onError: (err) => log.error({ err }, 'sample handling failed'),
+    });
+
+    for (const ifname of c.interfaces) this.attachInterface(ifname);
+
+    if (c.mode === 'local') {
+      const inv = this.log.child({ component: 'inventory' });
+      const watcher = new NetnsWatcher(namePattern(c.netns), (pods) => this.reconcile(pods), inv, c.rescanIntervalMs);
+      this.watcher = watcher;
+      this.closers.push({ what: 'inventory', close: () => watcher.close() });
+      this.startLinkMonitor(inv);
+      await watcher.start();
+    }
+
+    this.drainTimer = setInterval(() => this.drainTick(), c.drainIntervalMs);
+    this.closers.push({ what: 'drain timer', close: () => clearInterval(this.drainTimer) });
+
+    if (c.metricsAddr !== '') {
+      const server = await MetricsServer.listen(this.metrics.registry, c.metricsAddr, () => this.running);
+      this.metricsServer = server;
+      this.closers.push({ what: 'metrics server', close: () => server.close() });
+      this.log.info({ component: 'metrics', address: server.address.address, port: server.address.port }, 'metrics listening');
+    }
+    this.running = true;
+    this.log.info({ pods: this.pods.size, interfaces: c.interfaces, attachments: flow.list().length }, 'agent started');
+  }
+
+  /** `ip monitor link`: a veth created after its namespace triggers a rescan at once. */
+  private startLinkMonitor(log: Logger): void {
+    try {
+      const child = spawn('ip', ['monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      child.on('error', (err) => log.warn({ err }, 'ip monitor unavailable; relying on the periodic rescan'));
+      child.stdout.on('data', () => this.watcher?.kick());
+      child.unref();
+      (child.stdout as unknown as { unref?: () => void }).unref?.();
+      this.monitor = child;
+      this.closers.push({ what: 'link monitor', close: () => void child.kill() });
+    } catch (err) {
+      log.warn({ err }, 'ip monitor unavailable; relying on the periodic rescan');
+    }
+  }
+
+  private attachInterface(ifname: string): void {
+    const flow = this.flow!;
+    let ifindex: number;
+    try {
+      ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
+    } catch (cause) {
+      throw new PlainsightError('PLAINSIGHT_ERR_AGENT_INTERFACE', `no interface "${ifname}" in the root network namespace`, { cause });
+    }
+    const removed = flow.removeStaleClsact(ifindex);
+    if (removed) this.log.info({ interface: ifname, removed }, 'removed stale clsact filters of a previous agent');
+    const kinds = (['ingress', 'egress'] as const).map((d) => flow.attachTcx(ifindex, d, this.config.attachMode).kind);
+    this.points.set(ifindex, { interface: ifname, intraPod: false });
+    this.log.info({ interface: ifname, ifindex, kind: kinds[0] }, 'interface attached');
+  }
+
+  /** Brings the attachments in line with a fresh scan: new pods/interfaces attached, gone ones detached. */
+  private reconcile(scanned: LocalPod[]): void {
+    if (!this.flow || this.closing) return;
+    const log = this.log.child({ component: 'inventory' });
+    const names = new Set(scanned.map((p) => p.name));
+    for (const [name, st] of this.pods) {
+      if (names.has(name)) continue;
+      this.detachPod(st);
+      this.pods.delete(name);
+      log.info({ pod: name }, 'namespace gone: pod detached');
+    }
+    const byIp = new Map<string, string>();
+    for (const pod of scanned) {
+      for (const ip of pod.addresses) byIp.set(ip, pod.name);
+      let st = this.pods.get(pod.name);
+      const isNew = !st;
+      if (!st) {
+        st = { pod, hooks: new Map() };
+        this.pods.set(pod.name, st);
+      }
+      st.pod = pod;
+      const changed = this.attachPod(st, log);
+      if (isNew || changed) {
+        log.info(
+          { pod: pod.name, hooks: [...st.hooks.keys()], addresses: pod.addresses },
+          isNew ? 'pod attached' : 'pod interfaces changed',
+        );
+      }
+    }
+    this.podByIp = byIp;
+    // The point objects are shared with flows in flight: update their address sets in place.
+    for (const st of this.pods.values()) {
+      const addrs = new Set(st.pod.addresses);
+      for (const p of this.points.values()) if (p.pod === st.pod.name) (p as { podAddresses?: ReadonlySet<string> }).podAddresses = addrs;
+    }
+  }
+
+  /** Attaches what the pod should have and detaches what it should not anymore. True if anything changed. */
+  private attachPod(st: PodState, log: Logger): boolean {
+    const flow = this.flow!;
+    const want = new Map<string, () => { hooks: Attachment[]; points: [number, ObservationPoint][] }>();
+    const addresses = new Set(st.pod.addresses);
+    for (const itf of st.pod.interfaces) {
+      if (itf.host) {
+        const host = itf.host;
+        want.set(`tc/${host.ifindex}`, () => {
+          flow.removeStaleClsact(host.ifindex);
+          const hooks = (['ingress', 'egress'] as const).map((d) => flow.attachTcx(host.ifindex, d, this.config.attachMode));
+          return { hooks, points: [[host.ifindex, { pod: st.pod.name, interface: host.ifname, intraPod: false, podAddresses: addresses }]] };
+        });
+      } else {
+        const loopback = itf.ifname === 'lo';
+        if (loopback && !this.config.loopback) continue;
+        want.set(`sock/${itf.ifname}`, () => {
+          const att = flow.attachSocketFilter(st.pod.netnsPath, itf.ifname);
+          return {
+            hooks: [att],
+            points: [[att.ifindex, { pod: st.pod.name, interface: `${st.pod.name}/${itf.ifname}`, intraPod: loopback, podAddresses: addresses }]],
+          };
+        });
+      }
+    }
+    let changed = false;
+    for (const [id, hooks] of st.hooks) {
+      if (want.has(id)) continue;
+      for (const h of [...hooks].reverse()) this.safeClose(h, st.pod.name);
+      st.hooks.delete(id);
+      changed = true;
+    }
+    for (const [id, attach] of want) {
+      if (st.hooks.has(id)) continue;
+      try {
+        const { hooks, points } = attach();
+        st.hooks.set(id, hooks);
+        for (const [ifindex, p] of points) this.points.set(ifindex, p);
+        changed = true;
+      } catch (err) {
+        this.metrics.attachFailures.inc({ kind: id.startsWith('tc/') ? 'tcx' : 'socket' });
+        const gone = isPlainsightError(err) && (err.code === 'PLAINSIGHT_ERR_BPF_NETNS' || err.code === 'PLAINSIGHT_ERR_BPF_ATTACH');
+        log.warn({ err, pod: st.pod.name, hook: id }, gone ? 'cannot attach (interface or namespace gone?); will retry on the next scan' : 'cannot attach');
+      }
+    }
+    return changed;
+  }
+
+  private detachPod(st: PodState): void {
+    for (const hooks of [...st.hooks.values()].reverse()) for (const h of [...hooks].reverse()) this.safeClose(h, st.pod.name);
+    st.hooks.clear();
+  }
+
+  private safeClose(h: Attachment, pod: string): void {
+    try {
+      h.close();
+    } catch (err) {
+      // The interface went with its namespace: nothing left to detach.
+      this.log.debug({ err, pod, kind: h.kind }, 'detach failed (already gone)');
+    }
+  }
+
+  /** One drain: ring buffer, kernel counters, join/classify/expire, deletes. Never throws. */
+  private drainTick(): void {
+    const flow = this.flow;
+    const tracker = this.tracker;
+    if (!flow || !tracker) return;
+    const end = this.metrics.drainSeconds.startTimer();
+    try {
+      this.ring?.drain();
+      const stats = flow.readStats();
+      const lost = stats.samples_lost - this.lastStats.samples_lost;
+      if (lost > 0) {
+        this.metrics.lostSamples.inc(lost);
+        if (Date.now() - this.lossWarnedAt > 60_000) {
+          this.lossWarnedAt = Date.now();
+          this.log.warn({ component: 'datapath', lost, total: stats.samples_lost }, 'ring buffer full: handshake samples lost (flows may classify as unknown)');
+        }
+      }
+      const failed = stats.map_insert_fail - this.lastStats.map_insert_fail;
+      if (failed > 0) this.metrics.mapInsertFailures.inc(failed);
+      this.lastStats = { samples_lost: stats.samples_lost, map_insert_fail: stats.map_insert_fail };
+      if (this.ring) {
+        const rs = this.ring.stats;
+        if (rs.budgetExhausted > this.lastRing.budgetExhausted) this.metrics.ringBudgetExhausted.inc(rs.budgetExhausted - this.lastRing.budgetExhausted);
+        if (rs.records > this.lastRing.records) this.metrics.samples.inc(rs.records - this.lastRing.records);
+        this.lastRing = { budgetExhausted: rs.budgetExhausted, records: rs.records };
+      }
+      const records = flow.readFlows();
+      this.fill = records.length / this.config.maxFlows;
+      for (const raw of tracker.sweep(records, process.hrtime.bigint())) flow.deleteFlow(raw);
+    } catch (err) {
+      this.log.error({ err, component: 'capture' }, 'drain failed');
+    } finally {
+      end();
+    }
+  }
+
+  /** Summary numbers, for the stop log line and tests. */
+  summary(): Record<string, number> {
+    const t = this.tracker?.stats;
+    return {
+      samples: t?.samples ?? 0,
+      classified: t?.classified ?? 0,
+      finalized: t?.finalized ?? 0,
+      evictions: t?.evictions ?? 0,
+      incomplete: t?.incomplete ?? 0,
+      lostSamples: this.lastStats.samples_lost,
+      classifierFaults: classifierFaults.count,
+    };
+  }
+
+  /**
+   * Stops: one last drain, every flow reported as final (unless report is false), then
+   * everything closed in reverse order of opening. Idempotent.
+   */
+  close(opts: { report?: boolean } = {}): Promise<void> {
+    this.closing ??= (async () => {
+      this.running = false;
+      clearInterval(this.drainTimer);
+      if (opts.report !== false && this.tracker && this.flow) {
+        for (let i = 0; i < 16 && (this.ring?.pending() ?? 0) > 0; i++) this.ring?.drain();
+        this.drainTick();
+        this.tracker.finalizeAll();
+      }
+      const errors: unknown[] = [];
+      for (const c of this.closers.reverse()) {
+        try {
+          await c.close();
+        } catch (err) {
+          errors.push(err);
+          this.log.error({ err, what: c.what }, 'close failed');
+        }
+      }
+      this.closers.length = 0;
+      this.pods.clear();
+      this.log.info({ ...this.summary() }, 'agent stopped');
+      if (errors.length) throw errors[0];
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,36 @@
+// Runs the agent until SIGTERM/SIGINT: logs (pino, JSON) on stderr, flow summaries (jsonl)
+// on stdout. A second signal while closing exits at once.
+
+import pino, { type Logger } from 'pino';
+import { Agent, type AgentConfig } from './agent.js';
+import type { AgentFlowJson } from './capture/tracker.js';
+
+export function agentLogger(level = process.env.PLAINSIGHT_LOG_LEVEL ?? 'info'): Logger {
+  // Synchronous: the agent logs state changes only, and a crash must not lose the last lines.
+  return pino({ name: 'plainsight-agent', level }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** Resolves with the exit code once the agent stopped (after a signal). */
+export async function runAgent(config: AgentConfig, log: Logger = agentLogger()): Promise<number> {
+  const write =
+    config.output === 'jsonl'
+      ? (line: AgentFlowJson): void => {
+          process.stdout.write(`${JSON.stringify(line)}\n`);
+        }
+      : (): void => undefined;
+  const agent = await Agent.start(config, log, write);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.removeListener('SIGTERM', on);
+      process.removeListener('SIGINT', on);
+      process.once('SIGTERM', () => process.exit(143));
+      process.once('SIGINT', () => process.exit(130));
+      resolve(sig);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  log.info({ signal }, 'stopping');
+  await agent.close();
+  return 0;
+}

@@ -1,0 +1,125 @@
+// `plainsight agent --mode local [--netns NAME...] [--interface IF...] [--metrics-addr :9101]
+// [--output jsonl|none]`: the node agent. Runs until SIGTERM/SIGINT.
+
+import { DEFAULT_CONFIG, type AgentConfig } from '../../agent/src/agent.js';
+import type { AttachMode } from '../../agent/src/bpf/flow.js';
+import { PlainsightError } from '../../agent/src/errors.js';
+import { runAgent } from '../../agent/src/main.js';
+import { parseListenAddr } from '../../agent/src/metrics.js';
+import { parse } from '../args.js';
+
+const HELP = `Usage: plainsight agent [--mode local] [--netns NAME...] [--interface IF...]
+                        [--metrics-addr :9101] [--output jsonl|none]
+
+Observes every pod of this node and classifies its traffic live (eBPF; needs root or
+CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN). In local mode every network
+namespace under /var/run/netns is a pod named after it.
+
+Options:
+  --mode local            local (network namespaces as pods); kubernetes is not available yet
+  --netns NAME            only these namespaces (repeatable; globs: 'web-*'); default all
+  --interface IF          also observe this root-namespace interface (repeatable)
+  --metrics-addr ADDR     /metrics and /healthz on HOST:PORT (default :9101; 'off' disables)
+  --output jsonl|none     jsonl: one flow summary per line on stdout (default)
+  --attach auto|tcx|clsact  hook type on host veths (default auto: TCX, clsact before 6.6)
+  --no-loopback           do not observe pods' loopback (intra-pod traffic)
+  --idle-timeout DUR      a flow idle this long is final and leaves the map (default 30s)
+  --classify-after DUR    classify a flow this long after its first payload at the latest (default 2s)
+  --drain-interval DUR    kernel counters read this often (default 1s)
+  --rescan-interval DUR   namespaces rescanned this often besides the watch (default 5s)
+  --max-flows N           kernel flow map capacity (default 65536)
+  --ring-bytes N          sample ring buffer bytes, a power of two (default 8388608)
+  --samples N             payload packets sampled per flow direction (default 6)
+
+Output: each flow gives a line when classified ("final": false, counters so far) and a
+line when it ends — idle, replaced by a new connection on the same ports, evicted, or at
+shutdown — ("final": true, complete totals, not deltas). Logs (JSON) go to stderr.
+`;
+
+function usage(message: string): PlainsightError {
+  return new PlainsightError('PLAINSIGHT_ERR_USAGE', `agent: ${message}`, { hint: 'run `plainsight agent --help` for usage' });
+}
+
+/** "30s", "500ms", "2m", or plain milliseconds. */
+export function parseDuration(name: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+  if (!m) throw usage(`--${name} wants a duration like 500ms, 30s or 2m, not "${v}"`);
+  const n = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1);
+  if (!(n > 0)) throw usage(`--${name} must be positive`);
+  return n;
+}
+
+function parseCount(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw usage(`--${name} must be an integer in ${min}..${max}, not "${v}"`);
+  return n;
+}
+
+export function agentConfig(argv: string[]): AgentConfig | 'help' {
+  const { values, positionals } = parse(
+    argv,
+    {
+      mode: { type: 'string' },
+      netns: { type: 'string', multiple: true },
+      interface: { type: 'string', multiple: true },
+      'metrics-addr': { type: 'string' },
+      output: { type: 'string' },
+      attach: { type: 'string' },
+      'no-loopback': { type: 'boolean' },
+      'idle-timeout': { type: 'string' },
+      'classify-after': { type: 'string' },
+      'drain-interval': { type: 'string' },
+      'rescan-interval': { type: 'string' },
+      'max-flows': { type: 'string' },
+      'ring-bytes': { type: 'string' },
+      samples: { type: 'string' },
+      aggregator: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'agent',
+  );
+  if (values.help) return 'help';
+  if (positionals.length) throw usage(`unexpected argument "${positionals[0]}"`);
+  const c: AgentConfig = { ...DEFAULT_CONFIG, netns: [], interfaces: [] };
+  const mode = values.mode ?? 'local';
+  if (mode === 'kubernetes') throw usage('--mode kubernetes is not implemented yet; use --mode local');
+  if (mode !== 'local') throw usage(`--mode must be local or kubernetes, not "${mode}"`);
+  if (values.aggregator !== undefined) throw usage('--aggregator is not implemented yet; use --output jsonl');
+  c.netns = values.netns ?? [];
+  for (const n of c.netns) if (n === '' || n.includes('/')) throw usage(`--netns wants a namespace name or glob, not "${n}"`);
+  c.interfaces = values.interface ?? [];
+  const addr = values['metrics-addr'] ?? c.metricsAddr;
+  if (addr === 'off' || addr === '') c.metricsAddr = '';
+  else {
+    try {
+      parseListenAddr(addr);
+    } catch {
+      throw usage(`--metrics-addr wants HOST:PORT or :PORT, not "${addr}"`);
+    }
+    c.metricsAddr = addr;
+  }
+  const output = values.output ?? 'jsonl';
+  if (output !== 'jsonl' && output !== 'none') throw usage(`--output must be jsonl or none, not "${output}"`);
+  c.output = output;
+  const attach = values.attach ?? 'auto';
+  if (!['auto', 'tcx', 'clsact'].includes(attach)) throw usage(`--attach must be auto, tcx or clsact, not "${attach}"`);
+  c.attachMode = attach as AttachMode;
+  c.loopback = !values['no-loopback'];
+  if (values['idle-timeout']) c.idleTimeoutMs = parseDuration('idle-timeout', values['idle-timeout']);
+  if (values['classify-after']) c.classifyAfterMs = parseDuration('classify-after', values['classify-after']);
+  if (values['drain-interval']) c.drainIntervalMs = parseDuration('drain-interval', values['drain-interval']);
+  if (values['rescan-interval']) c.rescanIntervalMs = parseDuration('rescan-interval', values['rescan-interval']);
+  if (values['max-flows']) c.maxFlows = parseCount('max-flows', values['max-flows'], 1, 1 << 24);
+  if (values['ring-bytes']) c.ringBytes = parseCount('ring-bytes', values['ring-bytes'], 4096, 1 << 30);
+  if (values.samples) c.samplesPerDirection = parseCount('samples', values.samples, 1, 255);
+  return c;
+}
+
+export async function runAgentCommand(argv: string[]): Promise<number> {
+  const config = agentConfig(argv);
+  if (config === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  return runAgent(config);
+}

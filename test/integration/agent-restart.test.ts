@@ -1,0 +1,133 @@
+// The agent's life cycle: kill -9 and restart (TCX links die with the process; clsact
+// filters stay and are replaced, never doubled; a connection spanning the restart is
+// counted before by the first agent and after by the second, never twice), a failed
+// start that closes what it opened, and one-line errors for a bad environment.
+// Needs root and eBPF; skips with the reason otherwise.
+
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, progQuery } from '../../agent/src/bpf/libbpf.js';
+import { CLSACT_HANDLE } from '../../agent/src/bpf/flow.js';
+import { Lab } from '../lab/lab.js';
+import { CLI, cliMissingReason, runCli } from '../lab/plainsight.js';
+import { tcFilters } from '../lab/bpf-lab.js';
+import { AgentProcess, LabNode, bpfSkipReason, client, fastArgs, finals, server, type NodePod } from '../lab/agent-lab.js';
+
+const skip = bpfSkipReason() ?? cliMissingReason();
+const HANDLE_RE = new RegExp(`handle 0x${CLSACT_HANDLE.toString(16)} .* id (\\d+)`);
+
+/** Program ids of our clsact filters on a host veth, both directions. */
+function ourFilters(p: NodePod): { ingress: number[]; egress: number[] } {
+  const ids = (dir: 'ingress' | 'egress') =>
+    tcFilters(p.hostIf, dir)
+      .map((l) => HANDLE_RE.exec(l)?.[1])
+      .filter((x): x is string => x !== undefined)
+      .map(Number);
+  return { ingress: ids('ingress'), egress: ids('egress') };
+}
+
+function tcx(p: NodePod): number[] {
+  return [...progQuery(p.hostIfindex, BPF_TCX_INGRESS), ...progQuery(p.hostIfindex, BPF_TCX_EGRESS)];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('kill -9 and restart', { skip }, async (t) => {
+  const lab = await Lab.open(t, 'agentr');
+  const node = await LabNode.create(t, lab, 2);
+  const [web, app] = node.pods as [NodePod, NodePod];
+  await server(lab, web.ns, 'tcp-server', { port: 8080, http: true });
+  await server(lab, web.ns, 'tcp-server', { port: 8081, expect: 30_000, reply: 777 });
+
+  for (const mode of ['clsact', 'tcx'] as const) {
+    await t.test(`${mode}: no leaked hook, no double counting`, async (t) => {
+      const args = fastArgs(node.glob, ['--attach', mode]);
+      const first = await AgentProcess.start(t, args);
+      const [r1] = await client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8080, http: true });
+      await first.waitFlows((ls) => finals(ls, { pod: web.name, port: 8080, clientPort: r1!.localPort }).length === 1, 10_000);
+
+      // A connection that outlives the first agent: 10000 bytes now, 20000 after the restart.
+      const spanning = client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8081, bytes: 10_000, later: { afterMs: 4000, bytes: 20_000 } });
+      const before = await first.waitFlows((ls) => ls.some((l) => l.server.port === 8081 && l.pod === web.name && !l.final), 10_000, 'the long connection classified');
+      const early = before.find((l) => l.server.port === 8081 && l.pod === web.name)!;
+      t.equal(early.bytes.toServer, 10_000, 'first agent: the bytes before the kill');
+
+      const killed = ourFilters(web);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      if (mode === 'clsact') {
+        t.equal(killed.ingress.length + killed.egress.length, 2, 'one filter per direction before the kill');
+        t.same(ourFilters(web), killed, 'clsact filters survive SIGKILL (kernel semantics)');
+      } else {
+        t.same(tcx(web), [], 'TCX links died with the process');
+      }
+
+      const second = await AgentProcess.start(t, args);
+      if (mode === 'clsact') {
+        const now = ourFilters(web);
+        t.equal(now.ingress.length, 1, 'exactly one ingress filter after the restart');
+        t.equal(now.egress.length, 1, 'exactly one egress filter after the restart');
+        t.not(now.ingress[0], killed.ingress[0], 'the stale filter was replaced');
+      } else {
+        t.equal(tcx(web).length, 2, 'exactly one TCX program per direction');
+      }
+      t.notOk(second.flows().some((l) => l.client.port === r1!.localPort), 'a flow the first agent reported is not reported again');
+
+      const [rs] = await spanning;
+      const late = (await second.waitFlows((ls) => finals(ls, { pod: web.name, port: 8081, clientPort: rs!.localPort }).length === 1, 15_000))
+        .find((l) => l.final && l.pod === web.name && l.client.port === rs!.localPort)!;
+      t.equal(late.midstream, true, 'second agent: seen mid-stream');
+      t.equal(late.bytes.toServer, 20_000, 'second agent: only the bytes after the restart');
+      t.equal(early.bytes.toServer + late.bytes.toServer, rs!.bytesWritten, 'before + after = what the client sent: nothing counted twice');
+
+      const [r2] = await client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8080, http: true });
+      const lines = await second.waitFlows((ls) => finals(ls, { pod: web.name, port: 8080, clientPort: r2!.localPort }).length === 1, 10_000);
+      const f = finals(lines, { pod: web.name, port: 8080, clientPort: r2!.localPort })[0]!;
+      t.same(f.bytes, { toServer: r2!.bytesWritten, toClient: r2!.bytesRead }, 'a new flow after the restart: exact bytes');
+
+      t.same(await second.stop(), { code: 0, signal: null });
+      t.same(ourFilters(web), { ingress: [], egress: [] }, 'clean stop: no clsact filter left');
+      t.same(tcx(web), [], 'clean stop: no TCX program left');
+    });
+  }
+});
+
+t.test('failed start closes what it opened', { skip }, async (t) => {
+  const lab = await Lab.open(t, 'agentf');
+  const node = await LabNode.create(t, lab, 1);
+  const [pod] = node.pods as [NodePod];
+  // The metrics listener opens last, after every hook was attached: a taken port makes
+  // the start fail at the very end.
+  const holder = await AgentProcess.start(t, fastArgs('ps-none-*'));
+  const r = await runCli(['agent', ...fastArgs(node.glob), '--metrics-addr', `127.0.0.1:${holder.metricsPort}`], 30_000);
+  await holder.stop();
+  t.equal(r.code, 1, 'exit 1');
+  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.equal(lines.length, 1, 'one line for the user');
+  t.match(lines[0], /PLAINSIGHT_ERR_AGENT_LISTEN/);
+  t.same(tcx(pod), [], 'the hooks it had attached were detached');
+});
+
+t.test('bad environment and usage: one line, right exit code', { skip: cliMissingReason() }, async (t) => {
+  const usage = await runCli(['agent', '--mode', 'cluster']);
+  t.equal(usage.code, 2, 'usage error: exit 2');
+  t.match(usage.stderr, /^plainsight: agent: --mode must be local or kubernetes.*PLAINSIGHT_ERR_USAGE/);
+  t.equal(usage.stderr.trim().split('\n').length, 1);
+
+  const noIf = await runCli(['agent', '--interface', 'nosuch0', '--metrics-addr', 'off'], 30_000);
+  if (process.getuid?.() === 0 && !bpfSkipReason()) {
+    t.equal(noIf.code, 1, 'missing --interface: exit 1');
+    t.match(noIf.stderr, /no interface "nosuch0".*PLAINSIGHT_ERR_AGENT_INTERFACE/);
+  }
+
+  // Not root: run the same CLI as nobody.
+  const asNobody = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, CLI, 'agent', '--metrics-addr', 'off'], { timeout: 30_000 }, (err, _o, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+    );
+  });
+  if (process.getuid?.() !== 0) return;
+  t.equal(asNobody.code, 1, 'not root: exit 1');
+  t.match(asNobody.stderr.trim(), /^plainsight: missing privileges to load and attach eBPF programs \(PLAINSIGHT_ERR_BPF_NOT_ROOT\); run as root, or grant CAP_BPF/);
+  t.equal(asNobody.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+});
