@@ -10,6 +10,14 @@ Usage:
   plainsight classify FILE... [--json]   classify every flow of pcap/pcapng captures (offline)
   plainsight agent [--mode local] [--netns NAME...] [--interface IF...] [--metrics-addr :9101]
                                          observe this node's pods live (eBPF), flows as jsonl
+  plainsight aggregator [--grpc-addr :50051] [--metrics-addr :9100] [--retention 1h] [--max-flows N]
+                        [--tls-cert F --tls-key F --tls-ca F] [--token-file F] [--data-dir DIR]
+                                         collect agents' flows; serve /metrics and the query API
+  plainsight flows [--aggregator HOST:PORT] [--namespace NS] [--workload W] [--verdict V]
+                   [--since 15m] [--follow] [--json]
+                                         list the cluster's flows and their verdicts
+  plainsight coverage [--aggregator HOST:PORT] [--by namespace|workload|edge] [--json]
+                                         how much traffic is encrypted
 
 Options:
   -h, --help       show this help
@@ -25,6 +33,9 @@ type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   classify: async (argv) => (await import('./commands/classify.js')).runClassify(argv),
   agent: async (argv) => (await import('./commands/agent.js')).runAgentCommand(argv),
+  aggregator: async (argv) => (await import('./commands/aggregator.js')).runAggregatorCommand(argv),
+  flows: async (argv) => (await import('./commands/flows.js')).runFlows(argv),
+  coverage: async (argv) => (await import('./commands/coverage.js')).runCoverage(argv),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -10,6 +10,7 @@ PACKAGES=(
   clang llvm libbpf-dev bpftool                   # BPF objects (npm run build)
   tcpdump tshark openssl gnutls-bin               # real captures, TLS peers (3 stacks), certificates
   nginx-light redis-server postgresql dnsutils    # real servers the tests talk to
+  prometheus                                      # real Prometheus scrapes the aggregator; promtool checks rules
 )
 
 missing=()

@@ -11,7 +11,7 @@
 // nor doubles a hook. A restarted agent starts from an empty map: flows already open are
 // reported from the restart on (flagged midstream), never twice.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Attachment, AttachMode } from './bpf/flow.js';
@@ -84,7 +84,6 @@ export class Agent {
   private ring: RingBufferReader | undefined;
   private tracker: FlowTracker | undefined;
   private watcher: NetnsWatcher | undefined;
-  private monitor: ChildProcess | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private readonly closers: Closer[] = [];
   private readonly pods = new Map<string, PodState>();
@@ -97,6 +96,7 @@ export class Agent {
   private running = false;
   private closing: Promise<void> | undefined;
   private lossWarnedAt = 0;
+  private evictionWarnedAt = 0;
 
   private constructor(
     readonly config: AgentConfig,
@@ -147,12 +147,22 @@ export class Agent {
           this.metrics.flowsReported.inc({ verdict: line.verdict, final: String(line.final) });
           this.write(line);
         },
+        pump: () => this.ring?.drain(),
         onClassify: (s) => this.metrics.classifySeconds.observe(s),
-        onEviction: () => this.metrics.evictions.inc(),
+        onEviction: () => {
+          this.metrics.evictions.inc();
+          if (Date.now() - this.evictionWarnedAt > 60_000) {
+            this.evictionWarnedAt = Date.now();
+            this.log.warn(
+              { component: 'capture', maxFlows: this.config.maxFlows, fill: this.fill },
+              'flow map full: the kernel evicts flows before they end (counters incomplete); raise --max-flows',
+            );
+          }
+        },
       },
     );
     this.tracker = tracker;
-    this.ring = flow.openSamples((s) => tracker.onSample(s), {
+    this.ring = flow.openSampleRecords((rec) => tracker.onSampleRecord(rec), {
       intervalMs: c.ringIntervalMs,
       budget: c.ringBudget,
       onError: (err) => log.error({ err }, 'sample handling failed'),
@@ -190,7 +200,6 @@ export class Agent {
       child.stdout.on('data', () => this.watcher?.kick());
       child.unref();
       (child.stdout as unknown as { unref?: () => void }).unref?.();
-      this.monitor = child;
       this.closers.push({ what: 'link monitor', close: () => void child.kill() });
     } catch (err) {
       log.warn({ err }, 'ip monitor unavailable; relying on the periodic rescan');
@@ -259,7 +268,15 @@ export class Agent {
         const host = itf.host;
         want.set(`tc/${host.ifindex}`, () => {
           flow.removeStaleClsact(host.ifindex);
-          const hooks = (['ingress', 'egress'] as const).map((d) => flow.attachTcx(host.ifindex, d, this.config.attachMode));
+          const ingress = flow.attachTcx(host.ifindex, 'ingress', this.config.attachMode);
+          let egress: Attachment;
+          try {
+            egress = flow.attachTcx(host.ifindex, 'egress', this.config.attachMode);
+          } catch (e) {
+            ingress.close(); // both directions or neither
+            throw e;
+          }
+          const hooks = [ingress, egress];
           return { hooks, points: [[host.ifindex, { pod: st.pod.name, interface: host.ifname, intraPod: false, podAddresses: addresses }]] };
         });
       } else {
@@ -337,9 +354,16 @@ export class Agent {
         if (rs.records > this.lastRing.records) this.metrics.samples.inc(rs.records - this.lastRing.records);
         this.lastRing = { budgetExhausted: rs.budgetExhausted, records: rs.records };
       }
-      const records = flow.readFlows();
-      this.fill = records.length / this.config.maxFlows;
-      for (const raw of tracker.sweep(records, process.hrtime.bigint())) flow.deleteFlow(raw);
+      let entries = 0;
+      const expired = tracker.drain(
+        (visit) => {
+          entries = flow.visitFlows(visit);
+        },
+        Number(process.hrtime.bigint()),
+        this.fill,
+      );
+      this.fill = entries / this.config.maxFlows;
+      for (const raw of expired) flow.deleteFlow(raw);
     } catch (err) {
       this.log.error({ err, component: 'capture' }, 'drain failed');
     } finally {

@@ -39,6 +39,23 @@ export const ERRORS = {
     exit: 1,
     hint: 'the network namespace is gone or cannot be entered; check `ip netns list` and CAP_SYS_ADMIN',
   },
+  PLAINSIGHT_ERR_AGG_LISTEN: { exit: 1, hint: 'choose a free address with --grpc-addr / --metrics-addr HOST:PORT' },
+  PLAINSIGHT_ERR_AGG_TLS: {
+    exit: 1,
+    hint: 'give PEM files readable by plainsight: --tls-cert, --tls-key and --tls-ca together (`scripts/dev-certs.sh DIR` makes a development set)',
+  },
+  PLAINSIGHT_ERR_AGG_TOKEN: { exit: 1, hint: 'give --token-file a readable file holding one non-empty line' },
+  PLAINSIGHT_ERR_AGG_DATA_DIR: { exit: 1, hint: 'give --data-dir a directory plainsight may create and write' },
+  PLAINSIGHT_ERR_GRPC_UNAVAILABLE: {
+    exit: 1,
+    hint: 'check that the aggregator runs and listens there (`plainsight aggregator --grpc-addr`), or pass --aggregator HOST:PORT',
+  },
+  PLAINSIGHT_ERR_GRPC_UNAUTHENTICATED: {
+    exit: 1,
+    hint: 'the aggregator wants a bearer token: pass --token-file (or PLAINSIGHT_TOKEN), and client certificates with --tls-* when it uses mTLS',
+  },
+  PLAINSIGHT_ERR_GRPC_DEADLINE: { exit: 1, hint: 'the aggregator did not answer in time; check its load and the network, or narrow the query' },
+  PLAINSIGHT_ERR_GRPC_FAILED: { exit: 1, hint: 'the aggregator refused the request; see its logs' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

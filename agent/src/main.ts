@@ -12,10 +12,26 @@ export function agentLogger(level = process.env.PLAINSIGHT_LOG_LEVEL ?? 'info'):
 
 /** Resolves with the exit code once the agent stopped (after a signal). */
 export async function runAgent(config: AgentConfig, log: Logger = agentLogger()): Promise<number> {
+  // Lines are batched and written once per tick: one write per line would cost more
+  // than building it when thousands of flows end at once.
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const text = pending.join('');
+    pending = [];
+    process.stdout.write(text);
+  };
   const write =
     config.output === 'jsonl'
       ? (line: AgentFlowJson): void => {
-          process.stdout.write(`${JSON.stringify(line)}\n`);
+          pending.push(`${JSON.stringify(line)}\n`);
+          if (pending.length >= 256) flush();
+          else if (!scheduled) {
+            scheduled = true;
+            setImmediate(flush);
+          }
         }
       : (): void => undefined;
   const agent = await Agent.start(config, log, write);
@@ -32,5 +48,6 @@ export async function runAgent(config: AgentConfig, log: Logger = agentLogger())
   });
   log.info({ signal }, 'stopping');
   await agent.close();
+  flush();
   return 0;
 }

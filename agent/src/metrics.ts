@@ -75,6 +75,19 @@ export class AgentMetrics {
         loop.reset();
       },
     });
+    new Gauge({
+      name: 'plainsight_agent_memory_bytes',
+      help: 'Agent memory: rss, heap_used (JS objects), external (buffers).',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        const m = process.memoryUsage();
+        this.set({ kind: 'rss' }, m.rss);
+        this.set({ kind: 'heap_used' }, m.heapUsed);
+        this.set({ kind: 'heap_total' }, m.heapTotal);
+        this.set({ kind: 'external' }, m.external + m.arrayBuffers);
+      },
+    });
     this.lostSamples = new Counter({
       name: 'plainsight_agent_lost_samples_total',
       help: 'Handshake samples the kernel could not queue (ring buffer full).',

@@ -108,7 +108,14 @@ t.test('STARTTLS family with openssl s_client', { skip: have('openssl') ? false 
   const mysql = await capture(net.createServer((s) => {
     s.on('error', () => {});
     s.write(mysqlGreeting());
-    s.once('data', () => startTls(s, cert));
+    // A MySQL client does not wait after its SSLRequest: when the ClientHello arrives in
+    // the same read, hand those bytes back so the TLS layer sees them.
+    s.once('data', (d: Buffer) => {
+      const SSL_REQUEST_PACKET = 36;
+      s.pause();
+      if (d.length > SSL_REQUEST_PACKET) s.unshift(d.subarray(SSL_REQUEST_PACKET));
+      startTls(s, cert);
+    });
   }), opensslStarttls('mysql'));
   t.equal(mysql.client.length >= 36 && mysql.client[3], 1, '(openssl sent a sequence-1 packet)');
   const mu = checkUpgrade(t, mysql, 'mysql', /SSLRequest/);

@@ -1,7 +1,9 @@
-// The agent's life cycle: kill -9 and restart (TCX links die with the process; clsact
-// filters stay and are replaced, never doubled; a connection spanning the restart is
-// counted before by the first agent and after by the second, never twice), a failed
-// start that closes what it opened, and one-line errors for a bad environment.
+// The agent's life cycle and its edges: kill -9 and restart (TCX links die with the
+// process; clsact filters stay and are replaced, never doubled; a connection spanning the
+// restart is counted before by the first agent and after by the second, never twice);
+// --interface on a root-namespace interface; pods joined by a veth with no host side
+// (socket filters inside); map pressure (evictions counted, logged, flagged); a failed
+// start that closes what it opened; one-line errors for usage and a bad environment.
 // Needs root and eBPF; skips with the reason otherwise.
 
 import t from 'tap';
@@ -92,6 +94,61 @@ t.test('kill -9 and restart', { skip }, async (t) => {
   }
 });
 
+t.test('--interface: a named root-namespace interface, no pod', { skip }, async (t) => {
+  const lab = await Lab.open(t, 'agenti');
+  const node = await LabNode.create(t, lab, 2);
+  const [web, app] = node.pods as [NodePod, NodePod];
+  await server(lab, web.ns, 'tcp-server', { port: 8080, http: true });
+  const agent = await AgentProcess.start(t, [...fastArgs('ps-none-*'), '--interface', web.hostIf]);
+  t.equal(tcx(web).length, 2, 'TCX on the named interface, both directions');
+  t.same(tcx(app), [], 'nothing on the others');
+  const [r] = await client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8080, http: true });
+  const lines = await agent.waitFlows((ls) => finals(ls, { port: 8080, clientPort: r!.localPort }).length === 1, 10_000);
+  const f = finals(lines, { port: 8080, clientPort: r!.localPort })[0]!;
+  t.match(f, { interface: web.hostIf, verdict: 'plaintext', protocol: 'http/1.1', intraPod: false });
+  t.equal(f.pod, undefined, 'no pod: a host interface');
+  t.same(f.bytes, { toServer: r!.bytesWritten, toClient: r!.bytesRead });
+  t.same(await agent.stop(), { code: 0, signal: null });
+  t.same(tcx(web), [], 'detached on stop');
+});
+
+t.test('pods joined by a veth with no host side: socket filters inside both', { skip }, async (t) => {
+  const lab = await Lab.open(t, 'agentv');
+  const { client: c, server: srv } = await lab.pair();
+  await server(lab, srv.ns, 'tcp-server', { port: 8080, http: true });
+  const agent = await AgentProcess.start(t, [...fastArgs(c.ns.name), '--netns', srv.ns.name]);
+  const [r] = await client(lab, c.ns, 'tcp-client', { host: srv.ip4, port: 8080, http: true });
+  const lines = await agent.waitFlows((ls) => finals(ls, { port: 8080, clientPort: r!.localPort }).length === 2, 10_000);
+  for (const [pod, peer, ifname] of [[c.ns.name, srv.ns.name, c.ifname], [srv.ns.name, c.ns.name, srv.ifname]] as const) {
+    const [f] = finals(lines, { pod, port: 8080, clientPort: r!.localPort });
+    t.match(f, { interface: `${pod}/${ifname}`, peerPod: peer, intraPod: false, verdict: 'plaintext', protocol: 'http/1.1' }, `seen inside ${pod}`);
+    t.same(f?.bytes, { toServer: r!.bytesWritten, toClient: r!.bytesRead }, 'counted once per side');
+  }
+  t.same(await agent.stop(), { code: 0, signal: null });
+});
+
+t.test('map pressure: evictions counted, logged and flagged, never silent', { skip }, async (t) => {
+  const lab = await Lab.open(t, 'agentp');
+  const node = await LabNode.create(t, lab, 2);
+  const [web, app] = node.pods as [NodePod, NodePod];
+  await server(lab, web.ns, 'udp-server', { port: 9999 });
+  const agent = await AgentProcess.start(t, fastArgs(node.glob, ['--max-flows', '64', '--no-loopback']));
+  // 300 UDP flows (one datagram each, distinct source ports) into a 64-entry map.
+  const js = "const d=require('dgram');(async()=>{for(let i=0;i<300;i++){const s=d.createSocket('udp4');await new Promise(r=>s.send('ping',9999,process.argv[1],r));s.close();}})()";
+  await lab.run(app.ns, ['node', '-e', js, web.ip4]);
+  await agent.waitLog((l) => /flow map full/.test(l.msg), 10_000);
+  t.pass('a warning was logged');
+  const fill = Number(/^plainsight_agent_map_fill_ratio (\S+)$/m.exec(await agent.metrics())?.[1]);
+  t.ok(fill > 0.5, `map fill exported: ${fill}`);
+  await sleep(1000);
+  const text = await agent.metrics();
+  const evictions = Number(/^plainsight_agent_evictions_total (\d+)/m.exec(text)?.[1]);
+  t.ok(evictions > 0, `evictions counted: ${evictions}`);
+  const incomplete = agent.flows().filter((l) => l.final && l.countersComplete === false);
+  t.ok(incomplete.length > 0, `final lines flagged countersComplete=false: ${incomplete.length}`);
+  t.same(await agent.stop(), { code: 0, signal: null });
+});
+
 t.test('failed start closes what it opened', { skip }, async (t) => {
   const lab = await Lab.open(t, 'agentf');
   const node = await LabNode.create(t, lab, 1);
@@ -120,14 +177,14 @@ t.test('bad environment and usage: one line, right exit code', { skip: cliMissin
     t.match(noIf.stderr, /no interface "nosuch0".*PLAINSIGHT_ERR_AGENT_INTERFACE/);
   }
 
-  // Not root: run the same CLI as nobody.
+  // Not root: the same CLI as nobody (without tap's NODE_OPTIONS loaders, which nobody cannot run).
   const asNobody = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    execFile('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', process.execPath, CLI, 'agent', '--metrics-addr', 'off'], { timeout: 30_000 }, (err, _o, stderr) =>
+    execFile('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', 'env', '-u', 'NODE_OPTIONS', process.execPath, CLI, 'agent', '--metrics-addr', 'off'], { timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (err, _o, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
     );
   });
   if (process.getuid?.() !== 0) return;
   t.equal(asNobody.code, 1, 'not root: exit 1');
   t.match(asNobody.stderr.trim(), /^plainsight: missing privileges to load and attach eBPF programs \(PLAINSIGHT_ERR_BPF_NOT_ROOT\); run as root, or grant CAP_BPF/);
-  t.equal(asNobody.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
+  t.equal(asNobody.stderr.trim().split('\n').length, 1, 'one line, no stack trace', { stderr: asNobody.stderr });
 });

@@ -289,11 +289,19 @@ export class FlowProgram {
    * program: the ring has a single consumer position.
    */
   openSamples(onSample: (s: abi.Sample) => void, opts: Pick<RingBufferOptions, 'intervalMs' | 'budget' | 'onError'> = {}): RingBufferReader {
+    return this.openSampleRecords((rec) => onSample(abi.decodeSample(rec)), opts);
+  }
+
+  /**
+   * openSamples without decoding: `onRecord` gets each record (abi.SAMPLE_HDR layout, then
+   * the payload) as a view valid only during the call.
+   */
+  openSampleRecords(onRecord: (rec: Buffer) => void, opts: Pick<RingBufferOptions, 'intervalMs' | 'budget' | 'onError'> = {}): RingBufferReader {
     if (this.ring) throw new PlainsightError('PLAINSIGHT_ERR_BPF_MAP', 'the sample ring buffer already has a reader');
     this.ring = RingBufferReader.open({
       mapFd: this.samplesFd,
       size: this.options.ringBytes,
-      onRecord: (rec) => onSample(abi.decodeSample(rec)),
+      onRecord,
       ...opts,
     });
     this.ring.start();
@@ -303,6 +311,20 @@ export class FlowProgram {
   /** Every flow entry, read in batches (bpf_map_lookup_batch). */
   readFlows(): abi.FlowRecord[] {
     const out: abi.FlowRecord[] = [];
+    this.visitFlows((keys, values, count) => {
+      for (let i = 0; i < count; i++) out.push(abi.decodeFlow(keys, i * abi.KEY.size, values, i * abi.VALUE.size));
+    });
+    return out;
+  }
+
+  /**
+   * Every flow entry, undecoded: `visit` gets each batch's raw keys and values (abi.KEY /
+   * abi.VALUE layouts, `count` entries; the buffers are reused after it returns). For a
+   * table of 100k flows, decoding only what changed is what keeps a drain cheap.
+   * Returns the number of entries.
+   */
+  visitFlows(visit: (keys: Buffer, values: Buffer, count: number) => void): number {
+    let total = 0;
     let chunk = READ_BATCH;
     let keys = Buffer.alloc(chunk * abi.KEY.size);
     let values = Buffer.alloc(chunk * abi.VALUE.size);
@@ -317,8 +339,9 @@ export class FlowProgram {
         values = Buffer.alloc(chunk * abi.VALUE.size);
         continue;
       }
-      for (let i = 0; i < r.count; i++) out.push(abi.decodeFlow(keys, i * abi.KEY.size, values, i * abi.VALUE.size));
-      if (r.done) return out;
+      if (r.count > 0) visit(keys, values, r.count);
+      total += r.count;
+      if (r.done) return total;
       const next: Buffer = cursorIn ?? Buffer.alloc(cursorOut.length);
       cursorIn = cursorOut;
       cursorOut = next;

@@ -11,7 +11,7 @@
 
 import { EMPTY, flowBytes, type FlowBytes, type Transport } from '../classify/types.js';
 
-/** What the assembler needs of a sample (agent/src/bpf/flow-abi.ts Sample). */
+/** What the assembler needs of a sample (see agent/src/bpf/flow-abi.ts SAMPLE_HDR). */
 export interface SampleBytes {
   index: number;
   tcpSeq: number;
@@ -19,7 +19,8 @@ export interface SampleBytes {
   payloadLen: number;
   /** The copied bytes (may be fewer than payloadLen). */
   payload: Uint8Array;
-  timestampNs: bigint;
+  /** Kernel timestamp (ns, as a double): arrival order of UDP datagrams. */
+  ts: number;
 }
 
 export interface AssembleInput {
@@ -90,7 +91,7 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 }
 
 function byArrival(samples: readonly SampleBytes[]): SampleBytes[] {
-  return [...samples].sort((x, y) => (x.timestampNs < y.timestampNs ? -1 : x.timestampNs > y.timestampNs ? 1 : x.index - y.index));
+  return [...samples].sort((x, y) => x.ts - y.ts || x.index - y.index);
 }
 
 export function assemble(input: AssembleInput): FlowBytes {

@@ -17,19 +17,35 @@
 // `countersComplete: false` on a final line says the kernel entry went away between two
 // drains (port reuse within one drain interval, LRU eviction): its last packets were not
 // read, and bytes fall back to at least what the samples account for.
+//
+// Built for 100k+ live flows: entries stay raw (the 44-byte key as a latin1 string,
+// counters as numbers) and are decoded only when a line is printed; a drain touches an
+// entry's counters only if its last_seen changed; samples are released once the flow is
+// classified (later samples only raise the byte floor: the verdict is the first one), and
+// identical classifications are shared. Work per drain (classify, report, expire) is
+// capped by `workBudgetMs` — the rest waits for the next drain — and `pump` (the ring
+// buffer reader) runs every few hundred entries, so a burst of flows never leaves the
+// ring unread for long.
 
-import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { FlowKey, FlowRecord, Sample } from '../bpf/flow-abi.js';
+import * as abi from '../bpf/flow-abi.js';
 import { classify } from '../classify/index.js';
 import type { Classification } from '../classify/types.js';
 import { toFlowJson, type FlowJson } from '../offline/report.js';
-import { assemble } from './assembler.js';
+import { assemble, type SampleBytes } from './assembler.js';
 
 const TCP_FIN = 0x01;
 const TCP_RST = 0x04;
-/** Finalized flow ids remembered, so a late sample does not resurrect one. */
-const FINISHED_MEMORY = 65536;
+/** Recently finalized flows remembered, so a late sample or a racing drain does not resurrect one. */
+const FINISHED_MEMORY = 4096;
+const U32 = 4294967296;
+/** Above this map fill the LRU may evict: every drain is a full pass. */
+const EVICTION_RISK_FILL = 0.9;
+const FULL_PASS_EVERY = 16;
+/** A packet counted while the previous read was under way may carry a slightly older last_seen. */
+const READ_SLACK_NS = 50e6;
+/** Distinct classifications kept for sharing. */
+const CLASSIFICATIONS_SHARED = 4096;
 
 /** Where a flow was seen, resolved from its key's ifindex when the flow is first seen. */
 export interface ObservationPoint {
@@ -47,6 +63,8 @@ export interface TrackerOptions {
   /** TCP flows that ended (FIN both ways, or RST) expire after this much quiet. */
   closedTimeoutMs: number;
   classifyAfterMs: number;
+  /** Time a drain may spend classifying, reporting and expiring (the rest waits). Default 250 ms. */
+  workBudgetMs?: number;
 }
 
 export interface TrackerHooks {
@@ -57,6 +75,8 @@ export interface TrackerHooks {
   emit(line: AgentFlowJson): void;
   onClassify(seconds: number): void;
   onEviction(): void;
+  /** Called every few hundred entries during a drain: read the ring buffer meanwhile. */
+  pump?(): void;
 }
 
 export interface AgentFlowJson extends FlowJson {
@@ -70,37 +90,82 @@ export interface AgentFlowJson extends FlowJson {
   midstream?: boolean;
 }
 
-interface Tracked {
-  id: string;
-  keyStr: string;
-  key: FlowKey;
-  startNs: bigint;
-  generation: number;
-  point: ObservationPoint | undefined;
-  toServer: Sample[];
-  toClient: Sample[];
-  /** Sum of payloadLen of the samples, per direction: a floor for the byte counters. */
-  sampledBytes: { toServer: number; toClient: number };
-  record: FlowRecord | undefined;
-  firstSampleMs: number;
-  classification: Classification | undefined;
-  classifiedWith: number;
-  reported: boolean;
+interface HeldSample extends SampleBytes {
+  toServer: boolean;
+  hook: number;
 }
 
-export function keyString(k: FlowKey): string {
-  return `${k.ifindex}|${k.proto}|${k.a.ip}|${k.a.port}|${k.b.ip}|${k.b.port}`;
+/** One connection. Numbers, not objects: 100k of these must stay small. */
+class Flow {
+  /** Drain number that last saw the entry in the kernel map (0: never). */
+  epoch = 0;
+  /** Drain number current when the flow was created. */
+  born = 0;
+  lastSeenNs = 0;
+  /** From the kernel entry; undefined until a drain saw it. */
+  clientIsA: boolean | undefined = undefined;
+  vflags = 0;
+  pS = 0;
+  pC = 0;
+  bS = 0;
+  bC = 0;
+  fS = 0;
+  fC = 0;
+  /** Sample slots the kernel claimed per direction. */
+  nS = 0;
+  nC = 0;
+  heldS = 0;
+  heldC = 0;
+  sampledS = 0;
+  sampledC = 0;
+  samples: HeldSample[] | null = null;
+  /** ms since the tracker started (small integer) of the first sample; -1: none yet. */
+  firstSampleMs = -1;
+  classification: Classification | undefined = undefined;
+  reported = false;
+
+  constructor(
+    /** The raw ps_flow_key as a latin1 string: a cheap, exact map key. */
+    readonly k: string,
+    readonly startNs: number,
+    readonly point: ObservationPoint | undefined,
+  ) {}
 }
+
+const u64 = (b: Buffer, off: number): number => b.readUInt32LE(off) + b.readUInt32LE(off + 4) * U32;
 
 const LOOPBACK = /^(127\.|::1$)/;
 
+/** A stable 64-bit id (two FNV-1a lanes) of key + start time, as 16 hex digits. */
+function flowId(k: string, startNs: number): string {
+  const s = `${k}#${startNs}`;
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) ^ (h2 >>> 15);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, '0') + (h2 >>> 0).toString(16).padStart(8, '0');
+}
+
 export class FlowTracker {
-  private readonly flows = new Map<string, Tracked>();
-  private readonly finished = new Map<string, true>();
+  private readonly flows = new Map<string, Flow>();
+  private readonly finished = new Set<string>();
+  private readonly classifications = new Map<string, Classification>();
+  private epoch = 0;
+  /** Monotonic ns of the previous read (minus slack); -1 before the first. */
+  private prevReadNs = -1;
+  /** This drain marks every entry (eviction check). */
+  private full = true;
+  /** Entries with last_seen below this are skipped by a partial pass. */
+  private since = -1;
+  /** Flows created from a sample that no read has seen yet. */
+  private readonly unseen = new Set<Flow>();
   /** Monotonic ns ↔ wall ms, for first/last seen. */
-  private readonly monoBaseNs = process.hrtime.bigint();
+  private readonly monoBaseNs = Number(process.hrtime.bigint());
   private readonly wallBaseMs = Date.now();
-  stats = { samples: 0, samplesIgnored: 0, classified: 0, finalized: 0, evictions: 0, incomplete: 0 };
+  stats = { samples: 0, samplesIgnored: 0, classified: 0, finalized: 0, evictions: 0, incomplete: 0, budgetExhausted: 0 };
 
   constructor(
     private readonly opts: TrackerOptions,
@@ -111,190 +176,275 @@ export class FlowTracker {
     return this.flows.size;
   }
 
-  onSample(s: Sample): void {
-    const keyStr = keyString(s.key);
-    const id = `${keyStr}#${s.flowStartNs}`;
-    if (this.finished.has(id)) {
+  /** One ring buffer record (abi.SAMPLE_HDR, then payload), valid only during the call. */
+  onSampleRecord(rec: Buffer): void {
+    const H = abi.SAMPLE_HDR;
+    const k = rec.toString('latin1', H.key, H.key + abi.KEY.size);
+    const startNs = u64(rec, H.flow_start_ns);
+    let f = this.flows.get(k);
+    if (f && f.startNs !== startNs) {
+      if (startNs < f.startNs) {
+        this.stats.samplesIgnored++; // a straggler of an older connection on this key
+        return;
+      }
+      this.finalize(f, false); // a newer connection took the key
+      f = undefined;
+    }
+    if (!f) {
+      if (this.finished.has(`${k}#${startNs}`)) {
+        this.stats.samplesIgnored++;
+        return;
+      }
+      f = this.create(k, startNs);
+    }
+    this.stats.samples++;
+    const toServer = rec[H.direction] === abi.PS_DIR_TO_SERVER;
+    if (f.reported) {
+      // Classified already: the verdict stands; the bytes still count toward the floor.
+      const len = rec.readUInt32LE(H.payload_len);
+      if (toServer) f.sampledS += len;
+      else f.sampledC += len;
       this.stats.samplesIgnored++;
       return;
     }
-    this.stats.samples++;
-    const t = this.flows.get(id) ?? this.create(id, keyStr, s.key, s.flowStartNs, s.generation);
-    if (t.firstSampleMs === 0) t.firstSampleMs = Date.now();
-    if (s.direction === 'to-server') {
-      t.toServer.push(s);
-      t.sampledBytes.toServer += s.payloadLen;
+    const captured = Math.min(rec.readUInt16LE(H.captured_len), abi.PS_SAMPLE_MAX_PAYLOAD, rec.length - H.size);
+    const s: HeldSample = {
+      toServer,
+      hook: rec[H.hook]!,
+      index: rec[H.index]!,
+      tcpSeq: rec.readUInt32LE(H.tcp_seq),
+      payloadLen: rec.readUInt32LE(H.payload_len),
+      payload: Buffer.from(rec.subarray(H.size, H.size + Math.max(0, captured))),
+      ts: u64(rec, H.timestamp_ns),
+    };
+    (f.samples ??= []).push(s);
+    if (toServer) {
+      f.heldS++;
+      f.sampledS += s.payloadLen;
     } else {
-      t.toClient.push(s);
-      t.sampledBytes.toClient += s.payloadLen;
+      f.heldC++;
+      f.sampledC += s.payloadLen;
     }
+    if (f.firstSampleMs < 0) f.firstSampleMs = Date.now() - this.wallBaseMs;
   }
 
-  private create(id: string, keyStr: string, key: FlowKey, startNs: bigint, generation: number): Tracked {
-    const t: Tracked = {
-      id,
-      keyStr,
-      key,
-      startNs,
-      generation,
-      point: this.hooks.resolve(key.ifindex),
-      toServer: [],
-      toClient: [],
-      sampledBytes: { toServer: 0, toClient: 0 },
-      record: undefined,
-      firstSampleMs: 0,
-      classification: undefined,
-      classifiedWith: 0,
-      reported: false,
-    };
-    this.flows.set(id, t);
-    return t;
+  private create(k: string, startNs: number): Flow {
+    const ifindex = k.charCodeAt(0) | (k.charCodeAt(1) << 8) | (k.charCodeAt(2) << 16) | (k.charCodeAt(3) << 24);
+    const f = new Flow(k, startNs, this.hooks.resolve(ifindex >>> 0));
+    f.born = this.epoch;
+    this.flows.set(k, f);
+    this.unseen.add(f);
+    return f;
   }
 
   /**
-   * One drain: every entry of the kernel map (read just now, after the ring buffer was
-   * drained). Classifies what is ready, finalizes what ended. Returns the raw keys of
-   * expired entries, to delete from the map.
+   * One batch of raw map entries (FlowProgram.visitFlows). An entry not updated since the
+   * previous drain read (last_seen older than it) is skipped without a lookup — no
+   * allocation — unless this is a full pass, which marks every entry so that flows the
+   * kernel evicted show up as missing.
    */
-  sweep(records: readonly FlowRecord[], nowNs: bigint): Buffer[] {
-    const nowMs = Date.now();
-    const seen = new Set<string>();
-    const liveKeys = new Set<string>();
-    for (const r of records) {
-      const keyStr = keyString(r.key);
-      const id = `${keyStr}#${r.firstSeenNs}`;
-      if (this.finished.has(id)) continue; // expired, deleted, and not recreated yet
-      const t = this.flows.get(id) ?? this.create(id, keyStr, r.key, r.firstSeenNs, r.generation);
-      t.record = r;
-      seen.add(id);
-      liveKeys.add(keyStr);
+  visitBatch(keys: Buffer, values: Buffer, count: number): void {
+    const V = abi.VALUE;
+    const D = abi.DIR;
+    const since = this.full ? -1 : this.since;
+    for (let i = 0; i < count; i++) {
+      const ko = i * abi.KEY.size;
+      const vo = i * V.size;
+      if (u64(values, vo + V.last_seen_ns) < since) continue;
+      const k = keys.toString('latin1', ko, ko + abi.KEY.size);
+      const startNs = u64(values, vo + V.first_seen_ns);
+      let f = this.flows.get(k);
+      if (f && f.startNs !== startNs) {
+        if (startNs < f.startNs) continue; // cannot happen: the kernel only moves forward
+        this.finalize(f, false); // port reuse: the old connection's last packets were not drained
+        f = undefined;
+      }
+      if (!f) {
+        if (this.finished.has(`${k}#${startNs}`)) continue; // expired, delete raced a packet
+        f = this.create(k, startNs);
+      }
+      const last = u64(values, vo + V.last_seen_ns);
+      if (f.epoch === 0 || last !== f.lastSeenNs) {
+        f.lastSeenNs = last;
+        f.clientIsA = values[vo + V.client_side] === abi.PS_SIDE_A;
+        f.vflags = values[vo + V.flags]!;
+        const s = vo + V.dir + abi.PS_DIR_TO_SERVER * D.size;
+        const c = vo + V.dir + abi.PS_DIR_TO_CLIENT * D.size;
+        f.pS = u64(values, s + D.packets);
+        f.bS = u64(values, s + D.bytes);
+        f.fS = values.readUInt32LE(s + D.tcp_flags);
+        f.nS = values.readUInt32LE(s + D.samples);
+        f.pC = u64(values, c + D.packets);
+        f.bC = u64(values, c + D.bytes);
+        f.fC = values.readUInt32LE(c + D.tcp_flags);
+        f.nC = values.readUInt32LE(c + D.samples);
+      }
+      if (f.epoch === 0) this.unseen.delete(f);
+      f.epoch = this.epoch;
     }
+    this.hooks.pump?.();
+  }
+
+  /**
+   * A drain: `read` hands every map entry to visitBatch (after the ring buffer was
+   * drained). Then classifies what is ready and finalizes what ended. Returns the raw
+   * keys of expired entries, to delete from the map.
+   */
+  drain(read: (visit: (keys: Buffer, values: Buffer, count: number) => void) => void, nowNs: number, mapFill = 0): Buffer[] {
+    this.epoch++;
+    // Evictions only happen when the map is (nearly) full; a full pass now and then
+    // catches any that slipped through otherwise.
+    this.full = mapFill > EVICTION_RISK_FILL || this.epoch % FULL_PASS_EVERY === 0 || this.prevReadNs < 0;
+    const readAt = Number(process.hrtime.bigint());
+    // Flows known from samples only must be found even if their entry looks unchanged.
+    this.since = this.prevReadNs;
+    for (const f of this.unseen) if (f.startNs < this.since) this.since = f.startNs;
+    read((keys, values, count) => this.visitBatch(keys, values, count));
+    this.prevReadNs = readAt - READ_SLACK_NS;
+    const nowMs = Date.now() - this.wallBaseMs;
     const expired: Buffer[] = [];
-    for (const t of this.flows.values()) {
-      if (!seen.has(t.id)) {
-        // Gone from the map without our delete: a newer connection took the key, or the
-        // LRU evicted it (or samples of a connection that never reached a drain).
-        if (t.record && !liveKeys.has(t.keyStr)) {
-          this.stats.evictions++;
-          this.hooks.onEviction();
-        }
-        this.finalize(t, false);
+    const deadline = performance.now() + (this.opts.workBudgetMs ?? 250);
+    let work = 0;
+    let visited = 0;
+    const idleNs = this.opts.idleTimeoutMs * 1e6;
+    const closedNs = this.opts.closedTimeoutMs * 1e6;
+    for (const f of this.flows.values()) {
+      if ((++visited & 255) === 0) this.hooks.pump?.();
+      if ((work & 63) === 63 && performance.now() > deadline) {
+        this.stats.budgetExhausted++;
+        break;
+      }
+      // Missing from this read: in a full pass, any flow; otherwise only one no read has
+      // ever seen (samples of a connection whose entry was restarted before a drain).
+      if (f.epoch !== this.epoch && (this.full ? f.born !== this.epoch : f.epoch === 0 && f.born < this.epoch)) {
+        work++;
+        // Gone from the map without our delete, and no newer connection on its key (that
+        // would have been found by the read): the LRU evicted it — perhaps before any
+        // drain saw it (then only its samples are known).
+        this.stats.evictions++;
+        this.hooks.onEviction();
+        this.finalize(f, false);
         continue;
       }
-      const r = t.record!;
-      const idleMs = Number(nowNs - r.lastSeenNs) / 1e6;
-      const flags = r.toServer.tcpFlags | r.toClient.tcpFlags;
-      const closed =
-        r.key.transport === 'tcp' &&
-        ((flags & TCP_RST) !== 0 || ((r.toServer.tcpFlags & TCP_FIN) !== 0 && (r.toClient.tcpFlags & TCP_FIN) !== 0));
-      if (idleMs >= this.opts.idleTimeoutMs || (closed && idleMs >= this.opts.closedTimeoutMs)) {
-        this.finalize(t, true);
-        expired.push(r.rawKey);
+      if (f.epoch === 0) continue; // known from samples only, so far: wait for its entry
+      const idle = nowNs - f.lastSeenNs;
+      const tcp = f.k.charCodeAt(abi.KEY.proto) === 6;
+      const closed = tcp && ((f.fS | f.fC) & TCP_RST || (f.fS & TCP_FIN && f.fC & TCP_FIN));
+      if (idle >= idleNs || (closed && idle >= closedNs)) {
+        work++;
+        this.finalize(f, true);
+        expired.push(Buffer.from(f.k, 'latin1'));
         continue;
       }
-      if (!t.reported && this.ready(t, r, nowMs)) {
-        this.classifyNow(t);
-        t.reported = true;
-        this.emit(t, false, true);
+      if (!f.reported && this.ready(f, tcp, nowMs)) {
+        work++;
+        const key = abi.decodeKey(Buffer.from(f.k, 'latin1'));
+        this.classifyNow(f, key);
+        f.reported = true;
+        f.samples = null; // the verdict stands: release the bytes
+        this.emit(f, false, true, key);
       }
     }
     return expired;
   }
 
-  private ready(t: Tracked, r: FlowRecord, nowMs: number): boolean {
-    if (t.toServer.length + t.toClient.length === 0) return false;
+  private ready(f: Flow, tcp: boolean, nowMs: number): boolean {
+    if (f.heldS + f.heldC === 0) return false;
     const n = this.opts.samplesPerDirection;
-    if (t.toServer.length >= n && t.toClient.length >= n) return true;
-    if (r.key.transport === 'tcp' && ((r.toServer.tcpFlags | r.toClient.tcpFlags) & (TCP_FIN | TCP_RST)) !== 0) return true;
-    return nowMs - t.firstSampleMs >= this.opts.classifyAfterMs;
+    if (f.heldS >= n && f.heldC >= n) return true;
+    if (tcp && ((f.fS | f.fC) & (TCP_FIN | TCP_RST)) !== 0) return true;
+    return nowMs - f.firstSampleMs >= this.opts.classifyAfterMs;
   }
 
   /** Shutdown: every flow ends now, with the counters of the last drain. */
   finalizeAll(): void {
-    for (const t of [...this.flows.values()]) this.finalize(t, true);
+    for (const f of [...this.flows.values()]) this.finalize(f, true);
   }
 
-  private finalize(t: Tracked, complete: boolean): void {
-    this.flows.delete(t.id);
-    this.finished.set(t.id, true);
+  private finalize(f: Flow, complete: boolean): void {
+    this.flows.delete(f.k);
+    this.unseen.delete(f);
+    const id = `${f.k}#${f.startNs}`;
+    this.finished.add(id);
     if (this.finished.size > FINISHED_MEMORY) {
-      const oldest = this.finished.keys().next().value;
+      const oldest = this.finished.values().next().value;
       if (oldest !== undefined) this.finished.delete(oldest);
     }
-    if (t.classification === undefined || t.classifiedWith !== t.toServer.length + t.toClient.length) this.classifyNow(t);
+    const key = abi.decodeKey(Buffer.from(f.k, 'latin1'));
+    if (f.classification === undefined) this.classifyNow(f, key);
     this.stats.finalized++;
     if (!complete) this.stats.incomplete++;
-    this.emit(t, true, complete);
+    this.emit(f, true, complete, key);
   }
 
-  private sides(t: Tracked): { client: { ip: string; port: number }; server: { ip: string; port: number } } {
-    if (t.record) return { client: t.record.client, server: t.record.server };
-    // Samples only: a to-server sample came from the client; on the pod's veth, the side
-    // with the pod's address is the pod. Without a clue, key side a.
-    const { a, b } = t.key;
-    const own = t.point?.podAddresses;
-    const first = [...t.toServer, ...t.toClient].sort((x, y) => (x.timestampNs < y.timestampNs ? -1 : 1))[0];
-    if (first && own && (own.has(a.ip) !== own.has(b.ip))) {
+  /** Client and server endpoints. Without a drained entry, guessed from the samples. */
+  private sides(f: Flow, key: abi.FlowKey): { client: abi.Endpoint; server: abi.Endpoint } {
+    const { a, b } = key;
+    if (f.clientIsA !== undefined) return f.clientIsA ? { client: a, server: b } : { client: b, server: a };
+    // A to-server sample came from the client; on the pod's veth, the side with the pod's
+    // address is the pod. Without a clue, key side a.
+    const own = f.point?.podAddresses;
+    const first = f.samples?.reduce((m, s) => (s.ts < m.ts ? s : m));
+    if (first && own && own.has(a.ip) !== own.has(b.ip)) {
       const podSide = own.has(a.ip) ? a : b;
       const other = podSide === a ? b : a;
-      const podSent = first.hook === 'tc-ingress' || first.hook === 'socket-out';
-      const podIsClient = (first.direction === 'to-server') === podSent;
+      const podSent = first.hook === abi.PS_HOOK_TC_INGRESS || first.hook === abi.PS_HOOK_SOCKET_OUT;
+      const podIsClient = first.toServer === podSent;
       return podIsClient ? { client: podSide, server: other } : { client: other, server: podSide };
     }
     return { client: a, server: b };
   }
 
-  private classifyNow(t: Tracked): void {
-    const { client, server } = this.sides(t);
+  private classifyNow(f: Flow, key: abi.FlowKey): void {
+    const { client, server } = this.sides(f, key);
     const n = this.opts.samplesPerDirection;
-    const more = (samples: number, held: number): boolean => samples > held || held >= n;
+    const held = f.samples ?? [];
     const input = assemble({
-      transport: t.key.transport,
+      transport: key.transport,
       clientPort: client.port,
       serverPort: server.port,
-      toServer: t.toServer,
-      toClient: t.toClient,
-      toServerMore: more(t.record?.toServer.samples ?? 0, t.toServer.length),
-      toClientMore: more(t.record?.toClient.samples ?? 0, t.toClient.length),
+      toServer: held.filter((s) => s.toServer),
+      toClient: held.filter((s) => !s.toServer),
+      toServerMore: f.nS > f.heldS || f.heldS >= n,
+      toClientMore: f.nC > f.heldC || f.heldC >= n,
     });
     const t0 = performance.now();
-    t.classification = classify(input);
+    f.classification = this.intern(classify(input));
     this.hooks.onClassify((performance.now() - t0) / 1000);
-    t.classifiedWith = t.toServer.length + t.toClient.length;
     this.stats.classified++;
   }
 
-  private emit(t: Tracked, final: boolean, complete: boolean): void {
-    const c = t.classification!;
-    const { client, server } = this.sides(t);
-    const r = t.record;
-    const bytes = {
-      toServer: Math.max(r?.toServer.bytes ?? 0, t.sampledBytes.toServer),
-      toClient: Math.max(r?.toClient.bytes ?? 0, t.sampledBytes.toClient),
-    };
-    const packets = {
-      toServer: Math.max(r?.toServer.packets ?? 0, t.toServer.length),
-      toClient: Math.max(r?.toClient.packets ?? 0, t.toClient.length),
-    };
-    const lastNs = r?.lastSeenNs ?? [...t.toServer, ...t.toClient].reduce((m, s) => (s.timestampNs > m ? s.timestampNs : m), t.startNs);
+  /** One shared object per distinct classification (bounded): 100k flows, a few dozen kinds. */
+  private intern(c: Classification): Classification {
+    const id = JSON.stringify(c);
+    const known = this.classifications.get(id);
+    if (known) return known;
+    if (this.classifications.size < CLASSIFICATIONS_SHARED) this.classifications.set(id, c);
+    return c;
+  }
+
+  private emit(f: Flow, final: boolean, complete: boolean, key: abi.FlowKey): void {
+    const { client, server } = this.sides(f, key);
+    let lastNs = f.lastSeenNs;
+    if (f.epoch === 0) for (const s of f.samples ?? []) lastNs = Math.max(lastNs, s.ts);
     const base = toFlowJson(
       {
-        transport: t.key.transport,
+        transport: key.transport,
         client,
         server,
-        packets,
-        bytes,
-        firstSeenMs: this.wallMs(t.startNs),
-        lastSeenMs: this.wallMs(lastNs),
+        packets: { toServer: Math.max(f.pS, f.heldS), toClient: Math.max(f.pC, f.heldC) },
+        bytes: { toServer: Math.max(f.bS, f.sampledS), toClient: Math.max(f.bC, f.sampledC) },
+        firstSeenMs: this.wallMs(f.startNs),
+        lastSeenMs: this.wallMs(Math.max(lastNs, f.startNs)),
       },
-      c,
+      f.classification!,
     );
-    const point = t.point;
+    const point = f.point;
     const line: AgentFlowJson = {
       ...base,
       intraPod: point?.intraPod ?? false,
-      interface: point?.interface ?? `ifindex ${t.key.ifindex}`,
-      flowId: createHash('sha1').update(t.id).digest('hex').slice(0, 16),
+      interface: point?.interface ?? `ifindex ${key.ifindex}`,
+      flowId: flowId(f.k, f.startNs),
       final,
     };
     if (point?.pod !== undefined) {
@@ -303,7 +453,7 @@ export class FlowTracker {
       if (peer !== undefined) line.peerPod = peer;
     }
     if (final) line.countersComplete = complete;
-    if (r?.midstream) line.midstream = true;
+    if (f.vflags & abi.PS_FLOW_F_MIDSTREAM) line.midstream = true;
     this.hooks.emit(line);
   }
 
@@ -316,7 +466,7 @@ export class FlowTracker {
     return this.hooks.podOf(clientIp) ?? this.hooks.podOf(serverIp);
   }
 
-  private wallMs(ns: bigint): number {
-    return this.wallBaseMs + Number(ns - this.monoBaseNs) / 1e6;
+  private wallMs(ns: number): number {
+    return this.wallBaseMs + (ns - this.monoBaseNs) / 1e6;
   }
 }

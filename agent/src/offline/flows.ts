@@ -489,6 +489,8 @@ export class FlowTable {
   private I = new Int32Array(this.W.buffer);
   private D = new Float64Array(this.W.buffer);
   private entries = 0;
+  /** Record of the previous packet, or -1. */
+  private lastEntry = -1;
   private readonly k = new Uint32Array(KEY_WORDS);
 
   constructor(opts: FlowOptions = {}) {
@@ -775,6 +777,26 @@ export class FlowTable {
    */
   private lookupOrInsert(): number {
     const k = this.k;
+    // Packets come in runs of one flow (a bulk transfer and its ACKs): try the last record first.
+    const last = this.lastEntry;
+    if (last >= 0) {
+      const W = this.W;
+      const o = last * REC_WORDS;
+      if (
+        W[o + 1] === k[1] &&
+        W[o + 2] === k[2] &&
+        W[o + 6] === k[6] &&
+        W[o] === k[0] &&
+        W[o + 3] === k[3] &&
+        W[o + 4] === k[4] &&
+        W[o + 5] === k[5] &&
+        W[o + 7] === k[7] &&
+        W[o + 8] === k[8] &&
+        W[o + 9] === k[9]
+      ) {
+        return last;
+      }
+    }
     let h = 0x9747b28c;
     for (let i = 0; i < KEY_WORDS; i++) {
       h = Math.imul(h ^ k[i], 0x5bd1e995);
@@ -802,6 +824,7 @@ export class FlowTable {
         W[o + 8] === k[8] &&
         W[o + 9] === k[9]
       ) {
+        this.lastEntry = e1 - 1;
         return e1 - 1;
       }
     }
@@ -811,6 +834,7 @@ export class FlowTable {
     const o = e * REC_WORDS;
     this.W.set(k, o);
     this.W[o + W_HASH] = h;
+    this.lastEntry = e;
     this.I[o + W_FLOW] = FLOW_NEW;
     for (let s = h & this.mask; ; s = (s + 1) & this.mask) {
       if (this.slots[s] === 0) {

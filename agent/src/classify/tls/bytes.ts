@@ -94,6 +94,16 @@ const PRINTABLE_MAX = 0x7e;
  */
 export function wireText(b: Uint8Array, maxBytes = 255): string {
   const n = Math.min(b.length, maxBytes);
+  // Usual case, all printable: one string from the bytes instead of one concatenation per byte.
+  let plain = true;
+  for (let i = 0; i < n; i++) {
+    const c = b[i];
+    if (c < PRINTABLE_MIN || c > PRINTABLE_MAX || c === 0x5c) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return String.fromCharCode.apply(null, b.subarray(0, n) as unknown as number[]);
   let s = '';
   for (let i = 0; i < n; i++) {
     const c = b[i];

@@ -50,7 +50,9 @@ export interface HandshakeMessage {
  */
 export function readHandshakeMessages(stream: Uint8Array, records: TlsRecord[], untilRecord = records.length): HandshakeMessage[] {
   const messages: HandshakeMessage[] = [];
-  const header = new Uint8Array(HANDSHAKE_HEADER_LENGTH);
+  // The 4-byte handshake header, which may itself be split across records: type, then a u24 length.
+  let headerType = 0;
+  let headerLength = 0;
   let headerFill = 0;
   let current: HandshakeMessage | null = null;
   let buffer: Uint8Array | null = null; // copy target for a message spanning records
@@ -78,11 +80,19 @@ export function readHandshakeMessages(stream: Uint8Array, records: TlsRecord[], 
     while (p < end) {
       if (current === null) {
         if (messages.length >= MAX_HANDSHAKE_MESSAGES) return messages;
-        while (headerFill < HANDSHAKE_HEADER_LENGTH && p < end) header[headerFill++] = stream[p++];
+        while (headerFill < HANDSHAKE_HEADER_LENGTH && p < end) {
+          if (headerFill === 0) {
+            headerType = stream[p++] | 0; // as a Uint8Array store would: a missing byte reads 0
+            headerLength = 0;
+          } else {
+            headerLength = (headerLength << 8) | stream[p++];
+          }
+          headerFill++;
+        }
         if (headerFill < HANDSHAKE_HEADER_LENGTH) break;
         headerFill = 0;
-        const length = (header[1] << 16) | (header[2] << 8) | header[3];
-        const msg: HandshakeMessage = { type: header[0], length, record: i, endRecord: i, body: EMPTY, complete: false };
+        const length = headerLength;
+        const msg: HandshakeMessage = { type: headerType, length, record: i, endRecord: i, body: EMPTY, complete: false };
         messages.push(msg);
         if (length > MAX_HANDSHAKE_MESSAGE) {
           skipLeft = length;

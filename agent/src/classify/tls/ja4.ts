@@ -34,6 +34,14 @@ export function ja4(hello: ClientHello, transport: 't' | 'q' | 'd'): string {
     for (const e of bucket) if (sameInput(e, hello, transport)) return e.ja4;
   }
   const fp = computeJa4(hello, transport);
+  remember(h, hello, transport, fp);
+  return fp;
+}
+
+function remember(h: number, hello: ClientHello, transport: string, fp: string): void {
+  const values =
+    hello.supportedVersions.length + hello.cipherSuites.length + hello.extensions.length + hello.signatureAlgorithms.length;
+  if (values > MAX_CACHED_VALUES) return; // no real client sends that much: don't let odd hellos fill memory
   if (cacheSize >= MAX_CACHED) {
     cache.clear();
     cacheSize = 0;
@@ -45,13 +53,14 @@ export function ja4(hello: ClientHello, transport: 't' | 'q' | 'd'): string {
     cipherSuites: hello.cipherSuites.slice(),
     extensions: hello.extensions.slice(),
     signatureAlgorithms: hello.signatureAlgorithms.slice(),
-    alpnFirst: hello.alpnFirst === undefined ? undefined : hello.alpnFirst.slice(),
+    // A copy (Buffer#slice would be a view): the hello's bytes are the caller's and get reused.
+    alpnFirst: hello.alpnFirst === undefined ? undefined : new Uint8Array(hello.alpnFirst),
     ja4: fp,
   };
+  const bucket = cache.get(h);
   if (bucket !== undefined) bucket.push(entry);
   else cache.set(h, [entry]);
   cacheSize++;
-  return fp;
 }
 
 /** Everything computeJa4 reads, copied, and its result. */
@@ -67,7 +76,9 @@ interface CachedJa4 {
 }
 
 /** Distinct hello parameter sets remembered; the cache starts over when full. */
-const MAX_CACHED = 1024;
+const MAX_CACHED = 512;
+/** List entries of a hello worth remembering (real clients send ~60): bounds the cache to ~1 MB. */
+const MAX_CACHED_VALUES = 256;
 const cache = new Map<number, CachedJa4[]>();
 let cacheSize = 0;
 

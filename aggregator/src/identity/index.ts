@@ -1,0 +1,64 @@
+// Who an address is: the agents' inventories map pod IPs to namespace/workload; anything
+// else is `external`, named by the SNI the client asked for when there is one.
+
+export interface PodInfo {
+  name: string;
+  namespace: string;
+  workload: string;
+  node: string;
+  ips: string[];
+}
+
+export interface Identity {
+  namespace: string;
+  workload: string;
+  pod: string;
+  node: string;
+}
+
+export const EXTERNAL = 'external';
+
+export class IdentityResolver {
+  private readonly byAgent = new Map<string, PodInfo[]>();
+  private byIp = new Map<string, Identity>();
+
+  /** Replaces one agent's pods (its inventory is complete each time). */
+  setInventory(agentId: string, pods: PodInfo[]): void {
+    this.byAgent.set(agentId, pods);
+    this.rebuild();
+  }
+
+  /** True when the agent had an inventory. */
+  removeAgent(agentId: string): boolean {
+    if (!this.byAgent.delete(agentId)) return false;
+    this.rebuild();
+    return true;
+  }
+
+  get podCount(): number {
+    return this.byIp.size;
+  }
+
+  /** `sni` names an external server (only pass it for the server end). */
+  resolve(ip: string, sni?: string): Identity {
+    const known = this.byIp.get(ip) ?? this.byIp.get(mapped4(ip));
+    if (known) return known;
+    return { namespace: EXTERNAL, workload: sni ? sni : 'unknown', pod: '', node: '' };
+  }
+
+  private rebuild(): void {
+    const m = new Map<string, Identity>();
+    for (const pods of this.byAgent.values()) {
+      for (const p of pods) {
+        const id: Identity = { namespace: p.namespace || 'default', workload: p.workload || p.name, pod: p.name, node: p.node };
+        for (const ip of p.ips) m.set(ip, id);
+      }
+    }
+    this.byIp = m;
+  }
+}
+
+/** ::ffff:198.18.0.1 → 198.18.0.1 (dual-stack sockets report v4 peers that way). */
+function mapped4(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}

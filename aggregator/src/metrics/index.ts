@@ -1,0 +1,159 @@
+// Prometheus metrics from one Registry the aggregator owns. The plainsight_* names and
+// labels are INTERFACE.md's, exactly; plainsight_aggregator_* is the aggregator's own
+// health. Gauges are computed at scrape time (collect()). Label sets of the two flow
+// counters are capped (maxSeries): a new label set past the cap is not created, and
+// plainsight_aggregator_series_overflow_total counts what was left out.
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ActiveGroup, StoredFlow } from '../store/index.js';
+
+export const FLOW_LABELS = [
+  'src_namespace',
+  'src_workload',
+  'dst_namespace',
+  'dst_workload',
+  'dst_port',
+  'verdict',
+  'protocol',
+  'mesh',
+  'tls_version',
+] as const;
+export type FlowLabel = (typeof FLOW_LABELS)[number];
+export const ACTIVE_LABELS = ['src_namespace', 'dst_namespace', 'verdict'] as const;
+
+export interface MetricsSources {
+  /** plainsight_active_flows groups (not ended, seen recently), kept up to date by the store. */
+  activeGroups(): Iterable<ActiveGroup>;
+  agentsConnected(): number;
+  storedFlows(): number;
+}
+
+export class AggregatorMetrics {
+  readonly registry = new Registry();
+  readonly flowsTotal: Counter<FlowLabel>;
+  readonly bytesTotal: Counter<FlowLabel>;
+  readonly lostSamples: Counter<'node'>;
+  readonly batches: Counter<'result'>;
+  readonly summaries: Counter;
+  readonly droppedBatches: Counter<'node'>;
+  readonly seriesOverflow: Counter<'metric'>;
+  readonly evictions: Counter<'reason'>;
+  readonly disagreements: Counter;
+  /**
+   * Label-set key → running totals of the two flow counters. Ingest adds to plain numbers
+   * here (no label hashing per summary); the counters copy them at scrape time (collect()).
+   */
+  private readonly series = new Map<string, { labels: Record<FlowLabel, string>; flows: number; bytes: number }>();
+
+  constructor(
+    sources: MetricsSources,
+    private readonly maxSeries = 10_000,
+  ) {
+    const registers = [this.registry];
+    const series = this.series;
+    this.flowsTotal = new Counter({
+      name: 'plainsight_flows_total',
+      help: 'Connections seen, by edge and verdict.',
+      labelNames: FLOW_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of series.values()) this.inc(s.labels, s.flows);
+      },
+    });
+    this.bytesTotal = new Counter({
+      name: 'plainsight_bytes_total',
+      help: 'Payload bytes (both directions), by edge and verdict.',
+      labelNames: FLOW_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of series.values()) this.inc(s.labels, s.bytes);
+      },
+    });
+    new Gauge({
+      name: 'plainsight_active_flows',
+      help: 'Connections open now (not ended, seen within the last 2 minutes).',
+      labelNames: ACTIVE_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const g of sources.activeGroups()) this.set({ src_namespace: g.srcNamespace, dst_namespace: g.dstNamespace, verdict: g.verdict }, g.count);
+      },
+    });
+    new Gauge({
+      name: 'plainsight_agents_connected',
+      help: 'Agents with an open ingest stream.',
+      registers,
+      collect() {
+        this.set(sources.agentsConnected());
+      },
+    });
+    this.lostSamples = new Counter({ name: 'plainsight_agent_lost_samples_total', help: 'Handshake samples agents could not read (kernel ring buffer full).', labelNames: ['node'] as const, registers });
+    this.batches = new Counter({ name: 'plainsight_aggregator_ingest_batches_total', help: 'Agent batches received, by result (accepted, duplicate, invalid).', labelNames: ['result'] as const, registers });
+    this.summaries = new Counter({ name: 'plainsight_aggregator_ingest_summaries_total', help: 'Flow summaries accepted (rate: the ingest rate).', registers });
+    this.droppedBatches = new Counter({ name: 'plainsight_aggregator_agent_dropped_batches_total', help: 'Batches agents dropped because their buffer was full (reported in-band).', labelNames: ['node'] as const, registers });
+    this.seriesOverflow = new Counter({ name: 'plainsight_aggregator_series_overflow_total', help: 'Increments not recorded because the label-set cap was reached.', labelNames: ['metric'] as const, registers });
+    this.evictions = new Counter({ name: 'plainsight_aggregator_flows_evicted_total', help: 'Stored flows evicted, by reason (retention, capacity).', labelNames: ['reason'] as const, registers });
+    this.disagreements = new Counter({ name: 'plainsight_aggregator_verdict_disagreements_total', help: 'Flows whose two ends reported different verdicts.', registers });
+    new Gauge({
+      name: 'plainsight_aggregator_stored_flows',
+      help: 'Flows held in the store.',
+      registers,
+      collect() {
+        this.set(sources.storedFlows());
+      },
+    });
+    new Gauge({
+      name: 'plainsight_aggregator_series',
+      help: 'Label sets of plainsight_flows_total / plainsight_bytes_total in use.',
+      registers,
+      collect: () => undefined,
+    }).set(0);
+    collectDefaultMetrics({ register: this.registry, prefix: 'plainsight_aggregator_' });
+  }
+
+  get seriesCount(): number {
+    return this.series.size;
+  }
+
+  /** Counts a new flow; fixes its series (labels) for later byte increments. */
+  countFlow(f: StoredFlow): void {
+    const labels = flowLabels(f);
+    const key = `${labels.src_namespace}\u0000${labels.src_workload}\u0000${labels.dst_namespace}\u0000${labels.dst_workload}\u0000${labels.dst_port}\u0000${labels.verdict}\u0000${labels.protocol}\u0000${labels.mesh}\u0000${labels.tls_version}`;
+    if (!this.series.has(key)) {
+      if (this.series.size >= this.maxSeries) {
+        this.seriesOverflow.inc({ metric: 'plainsight_flows_total' });
+        return;
+      }
+      this.series.set(key, { labels, flows: 0, bytes: 0 });
+      (this.registry.getSingleMetric('plainsight_aggregator_series') as Gauge).set(this.series.size);
+    }
+    f.seriesKey = key;
+    this.series.get(key)!.flows++;
+  }
+
+  addBytes(f: StoredFlow, n: number): void {
+    if (n <= 0) return;
+    const s = f.seriesKey === undefined ? undefined : this.series.get(f.seriesKey);
+    if (!s) {
+      this.seriesOverflow.inc({ metric: 'plainsight_bytes_total' });
+      return;
+    }
+    s.bytes += n;
+  }
+}
+
+export function flowLabels(f: StoredFlow): Record<FlowLabel, string> {
+  return {
+    src_namespace: f.clientId.namespace,
+    src_workload: f.clientId.workload,
+    dst_namespace: f.serverId.namespace,
+    dst_workload: f.serverId.workload,
+    dst_port: String(f.server.port),
+    verdict: f.verdict,
+    protocol: f.protocol || 'unknown',
+    mesh: f.mesh,
+    tls_version: f.tls?.version || 'none',
+  };
+}

@@ -1,0 +1,166 @@
+// Static checks of charts/plainsight/templates (helm is not installable here, so nothing is
+// rendered): every `{{ }}` action closes, every .Values path exists in values.yaml, every
+// included template is defined, the resources the chart promises are there, and the agent
+// keeps its least-privilege shape (drop ALL, each capability added back with a comment).
+
+import t from 'tap';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+const chart = fileURLToPath(new URL('../../charts/plainsight/', import.meta.url));
+const tdir = `${chart}templates/`;
+const files = readdirSync(tdir).sort();
+const text = Object.fromEntries(files.map((f) => [f, readFileSync(tdir + f, 'utf8')]));
+const values = parse(readFileSync(`${chart}values.yaml`, 'utf8')) as Record<string, unknown>;
+const all = Object.values(text).join('\n');
+
+t.test('Chart.yaml', async (t) => {
+  const c = parse(readFileSync(`${chart}Chart.yaml`, 'utf8')) as Record<string, string>;
+  t.equal(c.apiVersion, 'v2');
+  t.equal(c.name, 'plainsight');
+  t.match(c.version, /^\d+\.\d+\.\d+/);
+  t.ok(c.appVersion);
+  t.ok(files.includes('_helpers.tpl') && files.includes('NOTES.txt'));
+});
+
+t.test('every {{ }} action is closed, and nothing else looks like one', async (t) => {
+  for (const f of files) {
+    const actions = text[f].match(/\{\{[\s\S]*?\}\}/g) ?? [];
+    const rest = text[f].replace(/\{\{[\s\S]*?\}\}/g, '');
+    t.notMatch(rest, /\{\{|\}\}/, `${f}: no stray braces outside ${actions.length} actions`);
+    // Control structures pair up: if/range/with/define open, end closes.
+    let depth = 0;
+    for (const a of actions) {
+      const body = a.replace(/^\{\{-?\s*/, '').replace(/\s*-?\}\}$/, '');
+      if (/^\/\*/.test(body)) continue;
+      if (/^(if|range|with|define|block)\b/.test(body)) depth++;
+      else if (/^end\b/.test(body)) depth--;
+      t.ok(depth >= 0, `${f}: no "end" without an opening block`);
+    }
+    t.equal(depth, 0, `${f}: every if/range/with/define has its end`);
+  }
+});
+
+t.test('every .Values reference exists in values.yaml', async (t) => {
+  const missing: string[] = [];
+  let n = 0;
+  for (const f of files) {
+    for (const m of text[f].matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+      n++;
+      let v: unknown = values;
+      for (const k of m[1].slice(1).split('.')) {
+        if (v && typeof v === 'object' && !Array.isArray(v) && k in (v as object)) v = (v as Record<string, unknown>)[k];
+        else {
+          missing.push(`${f}: .Values${m[1]}`);
+          break;
+        }
+      }
+    }
+  }
+  t.same(missing, []);
+  t.ok(n > 80, `${n} references checked`);
+});
+
+t.test('every include names a defined template', async (t) => {
+  const defined = new Set([...all.matchAll(/define "([^"]+)"/g)].map((m) => m[1]));
+  for (const m of all.matchAll(/include "([^"]+)"/g)) t.ok(defined.has(m[1]), `include "${m[1]}" is defined`);
+});
+
+t.test('the chart has the resources the issue asks for', async (t) => {
+  const kinds = new Set([...all.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]));
+  for (const k of ['DaemonSet', 'Deployment', 'Service', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'PrometheusRule', 'ServiceMonitor', 'Secret', 'Certificate', 'Issuer', 'PersistentVolumeClaim']) {
+    t.ok(kinds.has(k), `kind: ${k}`);
+  }
+  t.match(text['servicemonitor.yaml'], /^\{\{- if \.Values\.serviceMonitor\.enabled \}\}/, 'ServiceMonitor behind a toggle');
+  t.match(text['prometheusrule.yaml'], /^\{\{- if \.Values\.prometheusRule\.enabled \}\}/, 'PrometheusRule behind a toggle');
+  t.equal((text['servicemonitor.yaml'].match(/kind: ServiceMonitor/g) ?? []).length, 2, 'ServiceMonitors for agent and aggregator');
+});
+
+t.test('agent DaemonSet: least privilege for eBPF', async (t) => {
+  const ds = text['agent-daemonset.yaml'];
+  const caps = /capabilities:\n\s+drop:\n\s+- ALL\n\s+add:\n([\s\S]*?)\n\s+volumeMounts:/.exec(ds);
+  t.ok(caps, 'drop ALL, then add');
+  const lines = caps![1].split('\n');
+  const added: string[] = [];
+  lines.forEach((l, i) => {
+    const m = /^\s+- ([A-Z_]+)$/.exec(l);
+    if (!m) return;
+    added.push(m[1]);
+    // The comment right above names the capability and says why.
+    let j = i - 1;
+    while (j >= 0 && /^\s+\{\{/.test(lines[j])) j--;
+    const comment: string[] = [];
+    while (j >= 0 && /^\s+#/.test(lines[j])) comment.unshift(lines[j--]);
+    t.match(comment.join(' '), new RegExp(`# ${m[1]}: \\S`), `${m[1]} has a comment saying why`);
+  });
+  t.same(added, ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE']);
+  t.match(ds, /# SYS_ADMIN:[^]*setns\(2\)[^]*requires CAP_SYS_ADMIN/, 'SYS_ADMIN: setns needs it, said so');
+  t.match(ds, /\{\{- if \.Values\.agent\.memlockCapability \}\}\n\s+# SYS_RESOURCE/, 'SYS_RESOURCE only for pre-5.11 kernels (toggle)');
+  t.notMatch(ds, /privileged: true/);
+  for (const [re, what] of [
+    [/privileged: false/, 'not privileged'],
+    [/allowPrivilegeEscalation: false/, 'no privilege escalation'],
+    [/readOnlyRootFilesystem: true/, 'read-only root filesystem'],
+    [/runAsUser: 0/, 'uid 0'],
+    [/hostPID: \{\{ \.Values\.agent\.hostPID \}\}/, 'hostPID from values'],
+    [/hostNetwork: \{\{ \.Values\.agent\.hostNetwork \}\}/, 'hostNetwork from values'],
+    [/fieldPath: spec\.nodeName/, 'NODE_NAME from the downward API'],
+    [/mountPath: \/sys\/fs\/bpf/, '/sys/fs/bpf'],
+    [/mountPath: \/host\/proc\n\s+readOnly: true/, 'host /proc read-only'],
+    [/mountPath: \/var\/run\/netns\n\s+mountPropagation: HostToContainer/, '/var/run/netns HostToContainer'],
+    [/mountPath: \/sys\/kernel\/btf\n\s+readOnly: true/, 'BTF read-only'],
+    [/- agent\n\s+- --mode\n\s+- kubernetes\n\s+- --aggregator\n[^\n]*:%d[^\n]*\n\s+- --metrics-addr/, 'agent args'],
+    [/ClusterFirstWithHostNet/, 'cluster DNS with hostNetwork'],
+  ] as const) {
+    t.match(ds, re, what);
+  }
+  const hostNetComment = /# hostNetwork: [^\n]+\n(\s+#[^\n]*\n)*\s+hostNetwork:/.test(ds);
+  const hostPidComment = /# hostPID: [^\n]+\n(\s+#[^\n]*\n)*\s+hostPID:/.test(ds);
+  t.ok(hostNetComment && hostPidComment, 'hostNetwork and hostPID say why');
+  const agent = values.agent as Record<string, any>;
+  t.same(agent.tolerations, [{ operator: 'Exists' }], 'tolerates every taint by default');
+  t.equal(agent.hostNetwork, true);
+  t.equal(agent.hostPID, true);
+});
+
+t.test('aggregator, RBAC, mTLS, token', async (t) => {
+  const agg = text['aggregator.yaml'];
+  t.match(agg, /path: \/readyz/);
+  t.match(agg, /path: \/healthz/);
+  t.match(agg, /name: grpc\n\s+port: \{\{ \.Values\.aggregator\.grpcPort \}\}/);
+  t.match(agg, /name: metrics\n\s+port: \{\{ \.Values\.aggregator\.metricsPort \}\}/);
+  const v = values as Record<string, any>;
+  t.same([v.aggregator.grpcPort, v.aggregator.metricsPort, v.agent.metricsPort], [50051, 9100, 9101]);
+  t.match(text['rbac.yaml'], /resources: \["pods", "services", "nodes", "namespaces"\]\n\s+verbs: \["get", "list", "watch"\]/);
+  const verbs = [...text['rbac.yaml'].matchAll(/verbs: \[([^\]]*)\]/g)].map((m) => m[1]);
+  t.ok(verbs.length >= 3 && verbs.every((v) => v === '"get", "list", "watch"'), 'RBAC is read-only (get/list/watch)');
+  t.equal(v.tls.enabled, true, 'mTLS on by default');
+  t.match(text['tls-helm.yaml'], /genCA[^]*genSignedCert[^]*lookup|lookup[^]*genCA/, 'Helm-generated certificates, reused via lookup');
+  t.match(text['tls-helm.yaml'], /Rotation:/, 'rotation documented');
+  t.match(text['tls-cert-manager.yaml'], /kind: Certificate[^]*kind: Certificate/);
+  t.match(text['query-token-secret.yaml'], /kind: Secret/);
+});
+
+t.test('PrometheusRule renders the tested rule file and the coverage targets', async (t) => {
+  const pr = text['prometheusrule.yaml'];
+  t.match(pr, /\.Files\.Get "files\/rules\/plainsight\.rules\.yaml" \| fromYaml/);
+  t.match(pr, /toYaml \$rules\.groups/);
+  // The same records the promtool test's coverage-targets.rules.yaml stands in for.
+  const fixture = parse(readFileSync(fileURLToPath(new URL('coverage-targets.rules.yaml', import.meta.url)), 'utf8')) as { groups: { name: string; rules: { record: string }[] }[] };
+  t.match(pr, new RegExp(`- name: ${fixture.groups[0].name}\\n`));
+  for (const r of new Set(fixture.groups[0].rules.map((r) => r.record))) t.match(pr, new RegExp(`record: ${r.replace(/[.:]/g, '\\$&')}\\n`), `template records ${r}`);
+  t.match(pr, /expr: vector\(\{\{ \.Values\.prometheusRule\.coverageTarget\.default \}\}\)/);
+  t.match(pr, /range \$namespace, \$target := \.Values\.prometheusRule\.coverageTarget\.namespaces/);
+});
+
+t.test('dashboards become ConfigMaps labelled for the Grafana sidecar', async (t) => {
+  const d = text['dashboards.yaml'];
+  t.match(d, /\.Files\.Glob "files\/dashboards\/\*\.json"/);
+  t.match(d, /kind: ConfigMap/);
+  t.match(d, /\{\{ \$\.Values\.dashboards\.label \}\}: \{\{ \$\.Values\.dashboards\.labelValue \| quote \}\}/);
+  const v = (values as Record<string, any>).dashboards;
+  t.same([v.label, v.labelValue], ['grafana_dashboard', '1'], 'grafana_dashboard: "1" by default');
+  const dashFiles = readdirSync(`${chart}files/dashboards`).filter((f) => f.endsWith('.json'));
+  t.ok(dashFiles.includes('plainsight-coverage.json'));
+});
