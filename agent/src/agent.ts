@@ -13,6 +13,7 @@
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Attachment, AttachMode } from './bpf/flow.js';
 import { FlowProgram } from './bpf/flow.js';
@@ -21,6 +22,7 @@ import type { RingBufferReader } from './capture/ringbuf.js';
 import { FlowTracker, type AgentFlowJson, type ObservationPoint } from './capture/tracker.js';
 import { classifierFaults } from './classify/index.js';
 import { isPlainsightError, PlainsightError } from './errors.js';
+import { Exporter } from './export/index.js';
 import { NetnsWatcher, namePattern, type LocalPod } from './inventory/local.js';
 import { AgentMetrics, MetricsServer } from './metrics.js';
 
@@ -46,6 +48,14 @@ export interface AgentConfig {
   rescanIntervalMs: number;
   ringIntervalMs: number;
   ringBudget: number;
+  /** HOST:PORT of the aggregator; '' keeps summaries local (jsonl). */
+  aggregator: string;
+  /** This node's name for the aggregator (NODE_NAME, else the host name). */
+  node: string;
+  /** Unacknowledged batches kept for the aggregator, in bytes. */
+  exportBufferBytes: number;
+  /** PEM paths: all three turn the aggregator channel into mTLS. */
+  tls?: { cert: string; key: string; ca: string; serverName?: string };
 }
 
 export const DEFAULT_CONFIG: AgentConfig = {
@@ -66,6 +76,9 @@ export const DEFAULT_CONFIG: AgentConfig = {
   rescanIntervalMs: 5000,
   ringIntervalMs: 10,
   ringBudget: 8192,
+  aggregator: '',
+  node: process.env.NODE_NAME ?? hostname(),
+  exportBufferBytes: 16 * 1024 * 1024,
 };
 
 interface PodState {
@@ -83,6 +96,7 @@ export class Agent {
   private flow: FlowProgram | undefined;
   private ring: RingBufferReader | undefined;
   private tracker: FlowTracker | undefined;
+  private exporter: Exporter | undefined;
   private watcher: NetnsWatcher | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private readonly closers: Closer[] = [];
@@ -133,6 +147,21 @@ export class Agent {
   private async open(): Promise<void> {
     const c = this.config;
     const log = this.log.child({ component: 'datapath' });
+    if (c.aggregator !== '') {
+      // Opened first so it closes last: the final flow reports go out before it stops.
+      const exporter = new Exporter({
+        address: c.aggregator,
+        node: c.node,
+        maxBufferBytes: c.exportBufferBytes,
+        intervalMs: c.drainIntervalMs,
+        inventory: () => [...this.pods.values()].map(({ pod }) => ({ name: pod.name, addresses: pod.addresses })),
+        log: this.log.child({ component: 'export' }),
+        ...(c.tls ? { tls: c.tls } : {}),
+      });
+      this.exporter = exporter;
+      this.closers.push({ what: 'exporter', close: () => exporter.close() });
+      this.log.info({ component: 'export', aggregator: c.aggregator, mtls: c.tls !== undefined }, 'reporting to the aggregator');
+    }
     const flow = FlowProgram.open({ maxFlows: c.maxFlows, ringBytes: c.ringBytes, samplesPerDirection: c.samplesPerDirection, sampleBytes: c.sampleBytes });
     this.flow = flow;
     this.closers.push({ what: 'datapath', close: () => flow.close() });
@@ -145,6 +174,7 @@ export class Agent {
         podOf: (ip) => this.podByIp.get(ip),
         emit: (line) => {
           this.metrics.flowsReported.inc({ verdict: line.verdict, final: String(line.final) });
+          this.exporter?.add(line);
           this.write(line);
         },
         pump: () => this.ring?.drain(),
@@ -340,6 +370,7 @@ export class Agent {
       const lost = stats.samples_lost - this.lastStats.samples_lost;
       if (lost > 0) {
         this.metrics.lostSamples.inc(lost);
+        this.exporter?.addLostSamples(lost);
         if (Date.now() - this.lossWarnedAt > 60_000) {
           this.lossWarnedAt = Date.now();
           this.log.warn({ component: 'datapath', lost, total: stats.samples_lost }, 'ring buffer full: handshake samples lost (flows may classify as unknown)');

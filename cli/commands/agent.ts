@@ -1,5 +1,5 @@
-// `plainsight agent --mode local [--netns NAME...] [--interface IF...] [--metrics-addr :9101]
-// [--output jsonl|none]`: the node agent. Runs until SIGTERM/SIGINT.
+// `plainsight agent --mode local [--aggregator HOST:PORT] [--netns NAME...] [--interface IF...]
+// [--metrics-addr :9101] [--output jsonl|none]`: the node agent. Runs until SIGTERM/SIGINT.
 
 import v8 from 'node:v8';
 import { DEFAULT_CONFIG, type AgentConfig } from '../../agent/src/agent.js';
@@ -9,8 +9,8 @@ import { runAgent } from '../../agent/src/main.js';
 import { parseListenAddr } from '../../agent/src/metrics.js';
 import { parse } from '../args.js';
 
-const HELP = `Usage: plainsight agent [--mode local] [--netns NAME...] [--interface IF...]
-                        [--metrics-addr :9101] [--output jsonl|none]
+const HELP = `Usage: plainsight agent [--mode local] [--aggregator HOST:PORT] [--netns NAME...]
+                        [--interface IF...] [--metrics-addr :9101] [--output jsonl|none]
 
 Observes every pod of this node and classifies its traffic live (eBPF; needs root or
 CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN). In local mode every network
@@ -22,6 +22,12 @@ Options:
   --interface IF          also observe this root-namespace interface (repeatable)
   --metrics-addr ADDR     /metrics and /healthz on HOST:PORT (default :9101; 'off' disables)
   --output jsonl|none     jsonl: one flow summary per line on stdout (default)
+  --aggregator HOST:PORT  also stream flow summaries to the aggregator (gRPC); never blocks
+                          capture: unacknowledged batches are buffered and replayed
+  --export-buffer N       bytes of unacknowledged batches kept (default 16777216); older
+                          batches beyond it are dropped, counted and reported in-band
+  --tls-cert/--tls-key/--tls-ca FILE  mTLS to the aggregator (scripts/dev-certs.sh makes them)
+  --node NAME             this node's name (default: $NODE_NAME, else the host name)
   --attach auto|tcx|clsact  hook type on host veths (default auto: TCX, clsact before 6.6)
   --no-loopback           do not observe pods' loopback (intra-pod traffic)
   --idle-timeout DUR      a flow idle this long is final and leaves the map (default 30s)
@@ -78,6 +84,12 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
       samples: { type: 'string' },
       'low-memory': { type: 'boolean' },
       aggregator: { type: 'string' },
+      node: { type: 'string' },
+      'export-buffer': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-server-name': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     'agent',
@@ -88,7 +100,18 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
   const mode = values.mode ?? 'local';
   if (mode === 'kubernetes') throw usage('--mode kubernetes is not implemented yet; use --mode local');
   if (mode !== 'local') throw usage(`--mode must be local or kubernetes, not "${mode}"`);
-  if (values.aggregator !== undefined) throw usage('--aggregator is not implemented yet; use --output jsonl');
+  if (values.aggregator !== undefined) {
+    if (!/^[^\s]+:\d{1,5}$/.test(values.aggregator)) throw usage(`--aggregator wants HOST:PORT, not "${values.aggregator}"`);
+    c.aggregator = values.aggregator;
+  }
+  const tlsFiles = [values['tls-cert'], values['tls-key'], values['tls-ca']];
+  if (tlsFiles.some((f) => f !== undefined)) {
+    const [cert, key, ca] = tlsFiles;
+    if (cert === undefined || key === undefined || ca === undefined) throw usage('mTLS to the aggregator needs all of --tls-cert, --tls-key and --tls-ca');
+    c.tls = { cert, key, ca, ...(values['tls-server-name'] ? { serverName: values['tls-server-name'] } : {}) };
+  }
+  if (values.node) c.node = values.node;
+  if (values['export-buffer']) c.exportBufferBytes = parseCount('export-buffer', values['export-buffer'], 64 * 1024, 1 << 30);
   c.netns = values.netns ?? [];
   for (const n of c.netns) if (n === '' || n.includes('/')) throw usage(`--netns wants a namespace name or glob, not "${n}"`);
   c.interfaces = values.interface ?? [];

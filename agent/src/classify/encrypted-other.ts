@@ -12,7 +12,7 @@ import { parseDtlsHello } from './other/dtls.js';
 import { detectIpsecDatagrams } from './other/ipsec.js';
 import { detectOpenvpnDatagrams, detectOpenvpnStream } from './other/openvpn.js';
 import { parseQuicInitial } from './other/quic.js';
-import { clampExtensionsLength, decryptClientHello } from './other/quic-initial.js';
+import { decryptClientHello } from './other/quic-initial.js';
 import { detectSsh } from './other/ssh.js';
 import { parseClientHello } from './tls/hello.js';
 import { detectWireguardDatagrams } from './other/wireguard.js';
@@ -74,11 +74,7 @@ function detectDtls(client: Uint8Array[], server: Uint8Array[]): EncryptedUdpMat
       const out: EncryptedUdpMatch = { protocol: 'dtls', evidence: `DTLS ${h.version} ${h.kind} (epoch 0 handshake record)` };
       if (h.kind === 'ClientHello') {
         // SNI and ALPN are handshake metadata; the body may be cut by the capture
-        let body = d.subarray(h.bodyStart, Math.min(d.length, h.bodyStart + h.bodyLength));
-        if (!h.complete) {
-          body = Uint8Array.from(body); // a copy: the caller's bytes are never modified
-          clampExtensionsLength(body, true);
-        }
+        const body = d.subarray(h.bodyStart, Math.min(d.length, h.bodyStart + h.bodyLength));
         const hello = parseClientHello(body, { dtls: true, partial: !h.complete });
         if (hello?.sni !== undefined) out.sni = hello.sni;
         if (hello && hello.alpn.length > 0) out.alpn = hello.alpn;

@@ -179,35 +179,7 @@ function clientHelloFromFrames(p: Uint8Array): ReturnType<typeof parseClientHell
   const bodyLength = (stream[1] << 16) | (stream[2] << 8) | stream[3];
   const available = Math.min(bodyLength, contiguous - 4);
   const body = stream.subarray(4, 4 + available);
-  if (available < bodyLength) clampExtensionsLength(body);
   return parseClientHello(body, { partial: available < bodyLength });
-}
-
-/**
- * A ClientHello cut before its end: shrink the extensions block length (in our own copy)
- * to what was captured, so the parser reads the whole extensions that are there — SNI and
- * ALPN usually come early — and stops at the cut one. (parseClientHello's partial mode
- * otherwise drops the whole block when its declared length overruns the buffer.)
- */
-export function clampExtensionsLength(body: Uint8Array, dtls = false): void {
-  let i = 2 + 32; // legacy_version, random
-  if (i >= body.length) return;
-  i += 1 + body[i]; // legacy_session_id
-  if (dtls) {
-    if (i >= body.length) return;
-    i += 1 + body[i]; // cookie (DTLS only)
-  }
-  if (i + 2 > body.length) return;
-  i += 2 + ((body[i] << 8) | body[i + 1]); // cipher_suites
-  if (i >= body.length) return;
-  i += 1 + body[i]; // legacy_compression_methods
-  if (i + 2 > body.length) return;
-  const declared = (body[i] << 8) | body[i + 1];
-  const left = body.length - (i + 2);
-  if (declared > left) {
-    body[i] = left >> 8;
-    body[i + 1] = left & 0xff;
-  }
 }
 
 /** Skip an ACK frame's fields (RFC 9000 §19.3); index after it, or -1. */

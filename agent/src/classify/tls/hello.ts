@@ -107,7 +107,10 @@ function readU16List(c: Cursor, out: number[]): void {
 /**
  * Parses a ClientHello body. Returns null when the fixed part is malformed. With
  * opts.partial (the stream ended inside the message) a short body yields what could be
- * read, with `truncated` set; without it, any inconsistency returns null.
+ * read, with `truncated` set: every extension complete inside the bytes is read (SNI and
+ * ALPN usually come early), a cut last one is ignored. Callers must not fingerprint a
+ * truncated hello (JA4 counts and hashes every extension: it stays unset). Without
+ * opts.partial, any inconsistency returns null.
  */
 export function parseClientHello(body: Uint8Array, opts?: { dtls?: boolean; partial?: boolean }): ClientHello | null {
   const partial = opts?.partial === true;
@@ -131,16 +134,20 @@ export function parseClientHello(body: Uint8Array, opts?: { dtls?: boolean; part
     return hello;
   }
   if (compLen === 0) return null; // RFC: at least the null method
-  if (c.remaining() === 0) return hello; // no extensions (SSL 3.0 / old TLS)
+  if (c.remaining() === 0) {
+    // No extensions (SSL 3.0 / old TLS) — or, in a prefix, not captured yet.
+    if (partial) hello.truncated = true;
+    return hello;
+  }
 
-  const extLen = c.u16();
-  const exts = c.sub(extLen);
-  if (!c.ok && !partial) return null;
-  if (c.ok && c.remaining() !== 0 && !partial) return null; // trailing bytes
+  const exts = extensionsBlock(c, partial);
+  if (exts === null) return null;
+  if (!c.ok) hello.truncated = true;
   while (exts.remaining() > 0 && hello.extensions.length < MAX_LIST_ENTRIES) {
     const type = exts.u16();
     const data = exts.sub(exts.u16());
     if (!exts.ok) {
+      // The last extension runs past the bytes we have: ignored, never half-read.
       if (!partial) return null;
       hello.truncated = true;
       break;
@@ -150,8 +157,29 @@ export function parseClientHello(body: Uint8Array, opts?: { dtls?: boolean; part
     // facts (the hello is still a hello).
     readClientExtension(hello, type, data);
   }
-  if (!c.ok) hello.truncated = true;
   return hello;
+}
+
+/**
+ * The extensions<0..2^16-1> block at the cursor, as a cursor of its own. Strict mode:
+ * null unless the block fills exactly the rest of the body. Partial mode (the body is a
+ * prefix, e.g. a ClientHello bigger than the kernel's sample cut at 512 bytes): when the
+ * declared length runs past the buffer, the block covers the bytes that are there — with
+ * `ok` still set, so every extension complete inside them is read — and `c.ok` is cleared
+ * to tell the caller the hello is truncated.
+ */
+function extensionsBlock(c: Cursor, partial: boolean): Cursor | null {
+  const declared = c.u16();
+  if (!c.ok) return partial ? new Cursor(c.buf, c.end, c.end) : null;
+  if (declared <= c.remaining()) {
+    const exts = c.sub(declared);
+    if (c.remaining() !== 0 && !partial) return null; // trailing bytes
+    return exts;
+  }
+  if (!partial) return null;
+  const exts = new Cursor(c.buf, c.pos, c.end);
+  c.skip(declared); // past the end: clears c.ok
+  return exts;
 }
 
 /** Reads the extensions the classifier uses; false when one is malformed (its facts may be partial). */
@@ -236,13 +264,9 @@ export function parseServerHello(body: Uint8Array, opts?: { partial?: boolean })
     truncated: false,
   };
   if (c.remaining() === 0) return hello;
-  const exts = c.sub(c.u16());
-  if (!c.ok) {
-    if (!partial) return null;
-    hello.truncated = true;
-  } else if (c.remaining() !== 0 && !partial) {
-    return null;
-  }
+  const exts = extensionsBlock(c, partial);
+  if (exts === null) return null;
+  if (!c.ok) hello.truncated = true;
   while (exts.remaining() > 0 && hello.extensions.length < MAX_LIST_ENTRIES) {
     const type = exts.u16();
     const d = exts.sub(exts.u16());

@@ -1,0 +1,14 @@
+import { readHandshakeMessages } from '/work/main/agent/src/classify/tls/handshake.js';
+import { parseClientHello } from '/work/main/agent/src/classify/tls/hello.js';
+import { walkRecords } from '/work/main/agent/src/classify/tls/records.js';
+import { Relay, makePki, nodeClient, nodeServer } from '/work/main/test/lab/tls-lab.js';
+const pki = makePki();
+const srv = await nodeServer({ key: pki.pem(pki.serverKey), cert: pki.pem(pki.serverCert), ALPNProtocols: ['h2'] });
+const relay = await Relay.start(srv.port);
+const alpn = ['h2', 'http/1.1', ...Array.from({ length: 8 }, (_, i) => `plainsight-long-protocol-name-${i}`)];
+const r = await nodeClient(relay, { ca: pki.pem(pki.caCert), servername: 'big-hello.plainsight.example', ALPNProtocols: alpn });
+const msgs = readHandshakeMessages(r.client, walkRecords(r.client).records);
+console.log('client stream', r.client.length, 'first record', (r.client[3] << 8) | r.client[4], 'CH body', msgs[0].body.length);
+const ch = parseClientHello(msgs[0].body)!;
+console.log(ch.extensions.map((x) => x.toString(16)).join(','), ch.alpn.length);
+await relay.close(); await srv.close(); pki.cleanup();
