@@ -7,6 +7,7 @@ import {
   parseServerHello,
   parseSslv2ClientHello,
 } from '../../agent/src/classify/tls/hello.js';
+import { analyzeTls } from '../../agent/src/classify/tls/analyze.js';
 import { walkRecords } from '../../agent/src/classify/tls/records.js';
 import { cipherSuiteName, isNullEncryptionSuite, tls13SuiteSizes, versionName } from '../../agent/src/classify/tls/suites.js';
 import { alpnExt, bytes, clientHelloBody, ext, serverHelloBody, sniExt, u16, vec8 } from '../lab/tls-build.js';
@@ -49,6 +50,62 @@ t.test('real ClientHello from node (OpenSSL)', async (t) => {
   t.equal(sh!.selectedVersion, 0x0304);
   t.equal(sh!.helloRetryRequest, false);
   t.equal(sh!.alpn, undefined, 'TLS 1.3 sends ALPN in EncryptedExtensions, not the ServerHello');
+});
+
+t.test('a real ClientHello bigger than the kernel sample, cut at 512 bytes', async (t) => {
+  // The agent's live path sees at most sampleBytes (512) of a payload packet: a ClientHello
+  // with many/long ALPN names arrives as a 512-byte prefix. SNI and ALPN lie inside it.
+  const SAMPLE = 512;
+  const pki = makePki();
+  t.teardown(pki.cleanup);
+  const srv = await nodeServer({ key: pki.pem(pki.serverKey), cert: pki.pem(pki.serverCert), ALPNProtocols: ['h2'] });
+  const relay = await Relay.start(srv.port);
+  t.teardown(async () => {
+    await relay.close();
+    await srv.close();
+  });
+  const alpn = ['h2', 'http/1.1', ...Array.from({ length: 6 }, (_, i) => `plainsight-long-protocol-name-${i}`)];
+  const sni = 'big-hello.plainsight.example';
+  const r = await nodeClient(relay, { ca: pki.pem(pki.caCert), servername: sni, ALPNProtocols: alpn });
+  const whole = readHandshakeMessages(r.client, walkRecords(r.client).records)[0];
+  const full = parseClientHello(whole.body);
+  t.ok(full, 'the whole hello parses');
+  t.ok(whole.length + 9 > SAMPLE, `the record is bigger than the sample: ${whole.length + 9} bytes`);
+  t.same(full!.alpn, alpn);
+
+  const cut = r.client.subarray(0, SAMPLE);
+  const msg = readHandshakeMessages(cut, walkRecords(cut).records)[0];
+  t.equal(msg.complete, false);
+  const partial = parseClientHello(msg.body, { partial: true });
+  t.ok(partial, 'a prefix of a hello is still a hello');
+  t.equal(partial!.truncated, true);
+  t.equal(partial!.sni, sni, 'SNI from the captured part');
+  t.same(partial!.alpn, alpn, 'ALPN from the captured part');
+  t.same(partial!.cipherSuites, full!.cipherSuites);
+  t.ok(partial!.extensions.length < full!.extensions.length, `the cut extension and the ones after it are left out (${partial!.extensions.length} of ${full!.extensions.length})`);
+  t.same(partial!.extensions, full!.extensions.slice(0, partial!.extensions.length), 'the ones read are the first ones, in order');
+  t.equal(parseClientHello(msg.body), null, 'strict mode still rejects the prefix');
+
+  const a = analyzeTls(cut, r.server, { clientTruncated: true });
+  t.equal(a?.details.sni, sni);
+  t.same(a?.details.alpn, alpn);
+  t.equal(a?.details.ja4, undefined, 'no JA4 from an incomplete hello (it counts and hashes every extension)');
+  t.equal(a?.details.version, '1.3', 'the server side is complete');
+  t.match(a?.evidence, /\(truncated\)/);
+
+  t.test('every cut point: never throws, facts only from complete extensions', async (t) => {
+    let withSni = 0;
+    for (let n = 1; n <= whole.body.length; n++) {
+      const p = parseClientHello(whole.body.subarray(0, n), { partial: n < whole.body.length });
+      if (p === null) continue;
+      if (p.sni !== undefined) {
+        withSni++;
+        if (p.sni !== sni) t.fail(`cut at ${n}: sni ${p.sni}`);
+      }
+      if (p.alpn.length > 0 && p.alpn.length !== alpn.length) t.fail(`cut at ${n}: ${p.alpn.length} ALPN names`);
+    }
+    t.ok(withSni > 0);
+  });
 });
 
 t.test('hand-made ClientHellos', async (t) => {
