@@ -55,6 +55,16 @@ struct {
 	__type(value, struct ps_stats);
 } ps_stats SEC(".maps");
 
+/* Per-CPU scratch for one sample: filled, then copied to the ring with only the bytes
+ * captured (bpf_ringbuf_reserve needs a constant size; a fixed PS_SAMPLE_MAX_PAYLOAD
+ * reservation per sample would cost ring space for bytes never copied). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ps_sample);
+} ps_scratch SEC(".maps");
+
 /* Its own section so the loader can set it as a whole (bpf_map__set_initial_value). */
 const volatile struct ps_flow_config ps_cfg SEC(".rodata.cfg") = {
 	.abi_version = PS_ABI_VERSION,
@@ -173,13 +183,12 @@ static __always_inline void ps_emit_sample(struct __sk_buff *skb, const struct p
 					   __u32 index, __u64 now, struct ps_stats *st)
 {
 	struct ps_sample *s;
-	__u32 want, n;
+	__u32 zero = 0;
+	__u32 want, n, size;
 
-	s = bpf_ringbuf_reserve(&ps_samples, sizeof(*s), 0);
-	if (!s) {
-		PS_COUNT(st, samples_lost);
-		return;
-	}
+	s = bpf_map_lookup_elem(&ps_scratch, &zero);
+	if (!s) /* cannot happen (array of one); counted as lost rather than silent */
+		goto lost;
 	s->hdr.key = pkt->key;
 	s->hdr.generation = v->generation;
 	s->hdr.flow_start_ns = v->first_seen_ns;
@@ -200,9 +209,18 @@ static __always_inline void ps_emit_sample(struct __sk_buff *skb, const struct p
 		PS_COUNT(st, sample_copy_fail);
 	}
 	s->hdr.captured_len = n;
+	/* Header + what was copied, in [sizeof(hdr), sizeof(*s)] for the verifier. */
+	size = sizeof(s->hdr) + n;
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(*s))
+		size = sizeof(*s);
 	/* No wakeup: the agent drains the ring on a timer, nobody sleeps on it. */
-	bpf_ringbuf_submit(s, BPF_RB_NO_WAKEUP);
+	if (bpf_ringbuf_output(&ps_samples, s, size, BPF_RB_NO_WAKEUP) < 0)
+		goto lost;
 	PS_COUNT(st, samples_sent);
+	return;
+lost:
+	PS_COUNT(st, samples_lost);
 }
 
 static __always_inline void ps_observe(struct __sk_buff *skb, __u8 hook, __u32 ifindex)

@@ -69,7 +69,16 @@ export const DEFAULT_CONFIG: AgentConfig = {
   maxFlows: 65536,
   ringBytes: 8 * 1024 * 1024,
   samplesPerDirection: 6,
-  sampleBytes: 512,
+  // 4096 (PS_SAMPLE_MAX_PAYLOAD). Measured with real peers (test/integration/agent-peers):
+  // at 512, curl's and nginx-bound ClientHellos (OpenSSL 3, ~550-600 B) and a TLS 1.2 server
+  // flight in one segment (Certificate … ServerHelloDone, ~1.3 KB) were cut, and since a cut
+  // sample ends the contiguous prefix, TLS 1.3 client-certificate inference (client second
+  // flight) and TLS 1.2 CertificateRequest detection were lost: mtls read as tls/unknown.
+  // Cost: a ring record is header + the bytes really copied (bpf_ringbuf_output from a
+  // per-CPU scratch, not a fixed reservation), so small packets cost what they did; only
+  // the first samplesPerDirection payload skbs of a flow can be big (≤ 4 KiB + 88 B each,
+  // ≤ ~50 KiB per bulk flow), held by the agent only until the flow is classified.
+  sampleBytes: 4096,
   drainIntervalMs: 1000,
   idleTimeoutMs: 30_000,
   classifyAfterMs: 2000,

@@ -56,6 +56,11 @@ export const ERRORS = {
   },
   PLAINSIGHT_ERR_GRPC_DEADLINE: { exit: 1, hint: 'the aggregator did not answer in time; check its load and the network, or narrow the query' },
   PLAINSIGHT_ERR_GRPC_FAILED: { exit: 1, hint: 'the aggregator refused the request; see its logs' },
+  PLAINSIGHT_ERR_DEMO_NOT_ROOT: { exit: 1, hint: 'run it as root: `sudo npm run demo` (it creates network namespaces and loads eBPF programs)' },
+  PLAINSIGHT_ERR_DEMO_BPF: { exit: 1, hint: 'run `npm run build` (needs clang and libbpf-dev: `bash scripts/setup.sh` installs them)' },
+  PLAINSIGHT_ERR_DEMO_TOOL_MISSING: { exit: 1, hint: 'install the missing packages (`bash scripts/setup.sh` installs all of them)' },
+  PLAINSIGHT_ERR_DEMO_RUNNING: { exit: 1, hint: 'stop the other demo (Ctrl-C, or kill that pid) and start again' },
+  PLAINSIGHT_ERR_DEMO_START: { exit: 1, hint: 'rerun with PLAINSIGHT_DEBUG=1 for the full output and report it' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -23,8 +23,11 @@
 /* Six payload packets per direction: a ClientHello split over a few segments, and the
  * TLS 1.3 client second flight the classifier uses to infer client certificates. */
 #define PS_DEFAULT_SAMPLES_PER_DIR 6
-/* Payload bytes a sample can carry; fixed because ring buffer reservations are. */
-#define PS_SAMPLE_MAX_PAYLOAD 512
+/* Payload bytes a sample can carry. A record is only as long as what was copied (header +
+ * captured_len, see ps_emit_sample), so this bounds the per-CPU scratch copy, not the ring
+ * use. 4096 holds a big ClientHello (long ALPN lists, padding, post-quantum key shares)
+ * and a whole TLS 1.2 server flight up to ServerHelloDone in one GSO skb. */
+#define PS_SAMPLE_MAX_PAYLOAD 4096
 
 /* Which key side sent the SYN (or, without one, the first packet): the client. */
 #define PS_SIDE_A 0
@@ -82,8 +85,8 @@ struct ps_flow_value {
 	__u8 _pad[2];
 };
 
-/* Ring buffer record: this header, then captured_len payload bytes (the reservation is
- * always sizeof(struct ps_sample) so the tail past captured_len is garbage). */
+/* Ring buffer record: this header, then captured_len payload bytes; the record is
+ * sizeof(header) + captured_len rounded up to 8 (the tail past captured_len is garbage). */
 struct ps_sample_hdr {
 	struct ps_flow_key key;
 	__u32 generation;

@@ -148,7 +148,7 @@ async function follow(q: ReturnType<typeof queryClient>, filter: FlowFilter, sin
   });
 }
 
-function flowOut(f: Flow__Output): FlowOut {
+export function flowOut(f: Flow__Output): FlowOut {
   const end = (p: Flow__Output['client']): FlowOut['client'] => {
     const o: FlowOut['client'] = { ip: p?.ip ?? '', port: p?.port ?? 0, namespace: p?.namespace ?? '', workload: p?.workload ?? '' };
     if (p?.pod) o.pod = p.pod;

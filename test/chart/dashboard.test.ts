@@ -2,8 +2,8 @@
 // JSON, a query on every panel, the ${datasource} variable; then EVERY panel's PromQL runs
 // against a real Prometheus (/usr/bin/prometheus) that scrapes INTERFACE.md's metrics and
 // evaluates the chart's recording rules, and must return data. The metrics come from
-// test/lab/fake-metrics.ts here; runPanelQueries() takes any Prometheus, so the end-to-end
-// lab can run the same check against one scraping the real aggregator.
+// test/lab/fake-metrics.ts here; dashboard-aggregator.test.ts runs the same check against a
+// Prometheus scraping the real aggregator (runPanelQueries() takes any Prometheus).
 
 import t from 'tap';
 import { readFileSync } from 'node:fs';

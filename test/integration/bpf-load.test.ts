@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { FlowProgram } from '../../agent/src/bpf/flow.js';
-import type { FlowRecord, Sample } from '../../agent/src/bpf/flow-abi.js';
+import { PS_SAMPLE_MAX_PAYLOAD, type FlowRecord, type Sample } from '../../agent/src/bpf/flow-abi.js';
 import { testRun } from '../../agent/src/bpf/libbpf.js';
 import { isPlainsightError } from '../../agent/src/errors.js';
 import { bpfSkipReason } from '../lab/bpf-lab.js';
@@ -151,7 +151,7 @@ t.test('flow.bpf.o loads (verifier) without attaching', { skip }, async (t) => {
 });
 
 t.test('configuration is validated before load', { skip }, async (t) => {
-  for (const bad of [{ ringBytes: 12345 }, { sampleBytes: 0 }, { sampleBytes: 513 }, { samplesPerDirection: 256 }, { maxFlows: 0 }]) {
+  for (const bad of [{ ringBytes: 12345 }, { sampleBytes: 0 }, { sampleBytes: PS_SAMPLE_MAX_PAYLOAD + 1 }, { samplesPerDirection: 256 }, { maxFlows: 0 }]) {
     t.throws(() => FlowProgram.open(bad), { code: 'PLAINSIGHT_ERR_USAGE' }, JSON.stringify(bad));
   }
   try {
@@ -257,11 +257,11 @@ t.test('ring buffer: full ring counted as lost, wrap-around, per-tick budget', {
   const got: Sample[] = [];
   const reader = flow.openSamples((s) => got.push(s), { intervalMs: 60_000 }); // drained by hand below
   const prog = flow.programFd('ingress');
-  // Each new flow's first payload packet is one 600-byte record; 6 fit in a 4 KiB ring.
+  // Each new flow's first payload packet is one record of 8 + 88 + 400 bytes; 8 fit in a 4 KiB ring.
   let port = 10_000;
   const newFlow = () => {
     const p = port++;
-    const payload = Buffer.alloc(100, p & 0xff);
+    const payload = Buffer.alloc(400, p & 0xff);
     testRun(prog, eth(ETH_IP, ipv4(UDP, '198.19.2.1', '198.19.2.2', udp(p, 53, payload))), 1);
     return p;
   };
@@ -283,6 +283,6 @@ t.test('ring buffer: full ring counted as lost, wrap-around, per-tick budget', {
     reader.drain(Infinity);
   }
   t.same(got.map((s) => s.key.a.port), sentPorts, 'all samples, in order');
-  t.ok(got.every((s) => s.payload.length === 100 && s.payload.every((b) => b === (s.key.a.port & 0xff))), 'payloads intact');
+  t.ok(got.every((s) => s.payload.length === 400 && s.payload.every((b) => b === (s.key.a.port & 0xff))), 'payloads intact');
   t.equal(flow.readStats().samples_lost, full.samples_lost, 'nothing more lost');
 });

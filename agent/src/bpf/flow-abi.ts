@@ -7,7 +7,7 @@ export const PS_ABI_VERSION = 1;
 export const PS_DEFAULT_MAX_FLOWS = 65536;
 export const PS_DEFAULT_RINGBUF_BYTES = 8 * 1024 * 1024;
 export const PS_DEFAULT_SAMPLES_PER_DIR = 6;
-export const PS_SAMPLE_MAX_PAYLOAD = 512;
+export const PS_SAMPLE_MAX_PAYLOAD = 4096;
 
 export const PS_SIDE_A = 0;
 export const PS_SIDE_B = 1;
