@@ -18,6 +18,9 @@ Usage:
                                          list the cluster's flows and their verdicts
   plainsight coverage [--aggregator HOST:PORT] [--by namespace|workload|edge] [--json]
                                          how much traffic is encrypted
+  plainsight demo [--duration N] [--json]
+                                         a live lab on this host (netns pods, real TLS stacks,
+                                         meshes, nginx, PostgreSQL, Redis) with agent + aggregator
 
 Options:
   -h, --help       show this help
@@ -36,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
   aggregator: async (argv) => (await import('./commands/aggregator.js')).runAggregatorCommand(argv),
   flows: async (argv) => (await import('./commands/flows.js')).runFlows(argv),
   coverage: async (argv) => (await import('./commands/coverage.js')).runCoverage(argv),
+  demo: async (argv) => (await import('./commands/demo.js')).runDemo(argv),
 };
 
 export async function main(argv: string[]): Promise<number> {

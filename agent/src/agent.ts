@@ -1,4 +1,4 @@
-// The node agent (local mode): owns every long-lived resource and closes them in reverse.
+// The node agent (local or Kubernetes mode): owns every long-lived resource and closes them in reverse.
 //
 //   FlowProgram (maps, programs) → sample reader (ring buffer timer) → host interfaces
 //   (--interface) → namespace watcher (pods: TCX on host veths, socket filters inside)
@@ -24,10 +24,17 @@ import { classifierFaults } from './classify/index.js';
 import { isPlainsightError, PlainsightError } from './errors.js';
 import { Exporter } from './export/index.js';
 import { NetnsWatcher, namePattern, type LocalPod } from './inventory/local.js';
+import { BurstGc } from './burst-gc.js';
+import { KubernetesInventory } from './inventory/kubernetes.js';
 import { AgentMetrics, MetricsServer } from './metrics.js';
 
 export interface AgentConfig {
-  mode: 'local';
+  /** local: netns under /var/run/netns are pods; kubernetes: the pods of this node from the API server. */
+  mode: 'local' | 'kubernetes';
+  /** Kubernetes mode: a kubeconfig file (default: in-cluster, else the usual lookup). */
+  kubeconfig?: string;
+  /** Kubernetes mode: the host's /proc (container pids → network namespaces). */
+  procRoot?: string;
   /** Namespace names or globs; empty: every namespace under /var/run/netns. */
   netns: string[];
   /** Root-namespace interfaces to observe too. */
@@ -107,7 +114,9 @@ export class Agent {
   private tracker: FlowTracker | undefined;
   private exporter: Exporter | undefined;
   private watcher: NetnsWatcher | undefined;
+  private k8s: KubernetesInventory | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  private readonly burstGc = new BurstGc();
   private readonly closers: Closer[] = [];
   private readonly pods = new Map<string, PodState>();
   /** key ifindex (host ifindex, or socket tag) → where it is. */
@@ -163,7 +172,16 @@ export class Agent {
         node: c.node,
         maxBufferBytes: c.exportBufferBytes,
         intervalMs: c.drainIntervalMs,
-        inventory: () => [...this.pods.values()].map(({ pod }) => ({ name: pod.name, addresses: pod.addresses })),
+        inventory: () => [
+          ...[...this.pods.values()].map(({ pod }) => ({
+            // Kubernetes mode keys pods `namespace/name`; the aggregator gets them apart.
+            name: pod.namespace ? pod.name.slice(pod.namespace.length + 1) : pod.name,
+            addresses: pod.addresses,
+            ...(pod.namespace ? { namespace: pod.namespace } : {}),
+            ...(pod.workload ? { workload: pod.workload } : {}),
+          })),
+          ...(this.k8s?.identities() ?? []),
+        ],
         log: this.log.child({ component: 'export' }),
         ...(c.tls ? { tls: c.tls } : {}),
       });
@@ -183,6 +201,7 @@ export class Agent {
         podOf: (ip) => this.podByIp.get(ip),
         emit: (line) => {
           this.metrics.flowsReported.inc({ verdict: line.verdict, final: String(line.final) });
+          this.k8s?.annotate(line);
           this.exporter?.add(line);
           this.write(line);
         },
@@ -216,6 +235,18 @@ export class Agent {
       this.closers.push({ what: 'inventory', close: () => watcher.close() });
       this.startLinkMonitor(inv);
       await watcher.start();
+    } else if (c.mode === 'kubernetes') {
+      // The API server may be down or forbid us: start() logs why and retries; the datapath runs on.
+      const inv = this.log.child({ component: 'inventory' });
+      const k8s = new KubernetesInventory(
+        { node: c.node, procRoot: c.procRoot ?? '/proc', rescanMs: c.rescanIntervalMs, ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}) },
+        (pods) => this.reconcile(pods),
+        inv,
+      );
+      this.k8s = k8s;
+      this.closers.push({ what: 'inventory', close: () => k8s.close() });
+      this.startLinkMonitor(inv);
+      await k8s.start();
     }
 
     this.drainTimer = setInterval(() => this.drainTick(), c.drainIntervalMs);
@@ -236,7 +267,10 @@ export class Agent {
     try {
       const child = spawn('ip', ['monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
       child.on('error', (err) => log.warn({ err }, 'ip monitor unavailable; relying on the periodic rescan'));
-      child.stdout.on('data', () => this.watcher?.kick());
+      child.stdout.on('data', () => {
+        this.watcher?.kick();
+        this.k8s?.kick();
+      });
       child.unref();
       (child.stdout as unknown as { unref?: () => void }).unref?.();
       this.closers.push({ what: 'link monitor', close: () => void child.kill() });
@@ -404,6 +438,7 @@ export class Agent {
       );
       this.fill = entries / this.config.maxFlows;
       for (const raw of expired) flow.deleteFlow(raw);
+      this.burstGc.after(tracker.stats.classified);
     } catch (err) {
       this.log.error({ err, component: 'capture' }, 'drain failed');
     } finally {

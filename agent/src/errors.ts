@@ -39,6 +39,11 @@ export const ERRORS = {
     exit: 1,
     hint: 'the network namespace is gone or cannot be entered; check `ip netns list` and CAP_SYS_ADMIN',
   },
+  PLAINSIGHT_ERR_INVENTORY_KUBECONFIG: {
+    exit: 1,
+    hint: 'in a pod the in-cluster configuration is used (ServiceAccount token); elsewhere pass --kubeconfig FILE',
+  },
+  PLAINSIGHT_ERR_INVENTORY_PROC: { exit: 1, hint: "mount the host's /proc (hostPID: true) and point --proc-root at it" },
   PLAINSIGHT_ERR_AGG_LISTEN: { exit: 1, hint: 'choose a free address with --grpc-addr / --metrics-addr HOST:PORT' },
   PLAINSIGHT_ERR_AGG_TLS: {
     exit: 1,

@@ -6,6 +6,7 @@
 import type { Verdict as VerdictEnum } from '../../proto/gen/types/plainsight/v1/Verdict.js';
 import type { Mesh as MeshEnum } from '../../proto/gen/types/plainsight/v1/Mesh.js';
 import type { Transport as TransportEnum } from '../../proto/gen/types/plainsight/v1/Transport.js';
+import { enumValues, type LongLike } from './ingest/decode.js';
 
 export type Verdict = 'plaintext' | 'tls' | 'mtls' | 'encrypted-other' | 'unknown';
 export type Mesh = 'istio' | 'istio-ambient' | 'linkerd' | 'consul' | 'none';
@@ -21,10 +22,22 @@ export function verdictToProto(v: Verdict): VerdictEnum & string {
   return toEnum('VERDICT', v) as VerdictEnum & string;
 }
 
-// Decoding runs per summary on the ingest path: table lookups, no string building.
-const VERDICT_OF = new Map<unknown, Verdict>(VERDICTS.map((v) => [toEnum('VERDICT', v), v]));
-const MESH_OF = new Map<unknown, Mesh>(MESHES.map((m) => [toEnum('MESH', m), m]));
-const TRANSPORT_OF = new Map<unknown, Transport>((['tcp', 'udp', 'esp', 'ah', 'other'] as const).map((t) => [toEnum('TRANSPORT', t), t]));
+// Decoding runs per summary on the ingest path: table lookups, no string building. Each
+// table answers both the enum's name (proto-loader's objects) and its number (the ingest
+// decoder's messages, see ingest/decode.ts).
+function table<T extends string>(enumName: string, prefix: string, values: readonly T[]): Map<unknown, T> {
+  const numbers = enumValues(enumName);
+  const m = new Map<unknown, T>();
+  for (const v of values) {
+    const name = toEnum(prefix, v);
+    m.set(name, v);
+    if (numbers[name] !== undefined) m.set(numbers[name], v);
+  }
+  return m;
+}
+const VERDICT_OF = table('Verdict', 'VERDICT', VERDICTS);
+const MESH_OF = table('Mesh', 'MESH', MESHES);
+const TRANSPORT_OF = table('Transport', 'TRANSPORT', ['tcp', 'udp', 'esp', 'ah', 'other'] as const);
 
 /** undefined for VERDICT_UNSPECIFIED or a value this build does not know. */
 export function verdictFromProto(e: string | number | undefined): Verdict | undefined {
@@ -47,6 +60,13 @@ export function transportFromProto(e: string | number | undefined): Transport {
   return TRANSPORT_OF.get(e) ?? 'other';
 }
 
+const CLIENT_CERTIFICATE_NAMES = new Map<number, string>(Object.entries(enumValues('ClientCertificate')).map(([name, n]) => [n, name]));
+
+/** TlsDetails.client_certificate as its name whichever way it was decoded (number or name). */
+export function clientCertificateName(v: string | number): string {
+  return typeof v === 'number' ? (CLIENT_CERTIFICATE_NAMES.get(v) ?? 'CLIENT_CERTIFICATE_UNSPECIFIED') : v;
+}
+
 export function isEncrypted(v: Verdict): boolean {
   return v === 'tls' || v === 'mtls' || v === 'encrypted-other';
 }
@@ -61,10 +81,12 @@ export function mostCautious(a: Verdict, b: Verdict): Verdict {
   return CAUTION[a] <= CAUTION[b] ? a : b;
 }
 
-/** ns (number, or a decimal string) → ms; 0 / '' → 0. */
-export function nsToMs(ns: string | number | undefined): number {
-  if (ns === undefined || ns === '' || ns === '0' || ns === 0) return 0;
+/** ns (number, Long, or a decimal string) → ms; 0 / '' → 0. */
+export function nsToMs(ns: string | number | LongLike | undefined | null): number {
+  if (ns === undefined || ns === null || ns === '' || ns === '0' || ns === 0) return 0;
   if (typeof ns === 'number') return ns / 1e6;
+  // A Long: the same double proto-loader's longs: Number would have made.
+  if (typeof ns === 'object') return ns.toNumber() / 1e6;
   const n = BigInt(ns);
   return Number(n / 1000n) / 1000;
 }
@@ -75,10 +97,10 @@ export function msToNs(ms: number): number {
   return Math.round(ms * 1000) * 1000;
 }
 
-/** uint64 counters (numbers once decoded; strings accepted too); below 2^53 in practice. */
-export function num(v: string | number | undefined | null): number {
+/** uint64 counters (numbers or Longs once decoded; strings accepted too); below 2^53 in practice. */
+export function num(v: string | number | LongLike | undefined | null): number {
   if (v === undefined || v === null || v === '') return 0;
-  const n = typeof v === 'number' ? v : Number(v);
+  const n = typeof v === 'number' ? v : typeof v === 'object' ? v.toNumber() : Number(v);
   return Number.isFinite(n) && n >= 0 ? n : 0;
 }
 

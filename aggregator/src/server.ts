@@ -18,8 +18,9 @@ import { parseHostPort, type AggregatorConfig } from './config.js';
 import { IdentityResolver } from './identity/index.js';
 import { Ingest, InvalidBatch } from './ingest/index.js';
 import { Wal } from './ingest/wal.js';
+import { decodeReport, encodeReport } from './ingest/decode.js';
 import { AggregatorMetrics } from './metrics/index.js';
-import { nsToMs } from './model.js';
+import { nsToMs, num } from './model.js';
 import { BadPageToken, coverage, coverageRowToProto, filterFromProto, flowToProto, listFlows, matches, type Grouping } from './query/index.js';
 import { FlowStore, type StoredFlow } from './store/index.js';
 
@@ -68,14 +69,13 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
   };
 
   try {
-    const reportDef = (packageDefinition[INGEST_SERVICE] as grpc.ServiceDefinition).Report!;
-    ingest.encode = (req) => reportDef.requestSerialize(req);
+    ingest.encode = encodeReport;
     if (config.dataDir) {
       const dir = config.dataDir;
       let replayed = 0;
       try {
         const wal = Wal.open(dir, (rec) => {
-          ingest.apply(reportDef.requestDeserialize(rec) as ReportRequest__Output, true);
+          ingest.apply(decodeReport(rec) as ReportRequest__Output, true);
           replayed++;
         });
         ingest.wal = wal;
@@ -108,7 +108,10 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.max_connection_idle_ms': 10 * 60_000,
     });
-    server.addService(proto.plainsight.v1.IngestService.service, ingestHandlers(ingest, log));
+    // IngestService as generated, but Report's requests decoded by the ingest decoder
+    // (same descriptor and wire format, without proto-loader's object conversion).
+    const ingestService = proto.plainsight.v1.IngestService.service;
+    server.addService({ ...ingestService, Report: { ...ingestService.Report, requestDeserialize: decodeReport } } as grpc.ServiceDefinition, ingestHandlers(ingest, log));
     server.addService(proto.plainsight.v1.FlowService.service, flowHandlers(store, token));
     const health = new HealthImplementation({ '': 'SERVING', [INGEST_SERVICE]: 'SERVING', [FLOW_SERVICE]: 'SERVING' });
     health.addToServer(server);
@@ -181,7 +184,7 @@ function ingestHandlers(ingest: Ingest, log: Logger): IngestServiceHandlers {
             ingest.streamOpened(agentId, req.nodeName);
           }
           const r = ingest.apply(req);
-          call.write({ sequence: req.sequence, duplicate: r.duplicate });
+          call.write({ sequence: num(req.sequence), duplicate: r.duplicate });
         } catch (e) {
           if (!(e instanceof InvalidBatch)) log.error({ err: e, agent: req.agentId }, 'ingest failed');
           else ingest.countInvalid();

@@ -1,23 +1,30 @@
-// `plainsight agent --mode local [--aggregator HOST:PORT] [--netns NAME...] [--interface IF...]
+// `plainsight agent [--mode local|kubernetes] [--aggregator HOST:PORT] [--netns NAME...] [--interface IF...]
 // [--metrics-addr :9101] [--output jsonl|none]`: the node agent. Runs until SIGTERM/SIGINT.
 
 import v8 from 'node:v8';
 import { DEFAULT_CONFIG, type AgentConfig } from '../../agent/src/agent.js';
 import type { AttachMode } from '../../agent/src/bpf/flow.js';
+import { PS_SAMPLE_MAX_PAYLOAD } from '../../agent/src/bpf/flow-abi.js';
 import { PlainsightError } from '../../agent/src/errors.js';
 import { runAgent } from '../../agent/src/main.js';
 import { parseListenAddr } from '../../agent/src/metrics.js';
 import { parse } from '../args.js';
 
-const HELP = `Usage: plainsight agent [--mode local] [--aggregator HOST:PORT] [--netns NAME...]
+const HELP = `Usage: plainsight agent [--mode local|kubernetes] [--aggregator HOST:PORT] [--netns NAME...]
                         [--interface IF...] [--metrics-addr :9101] [--output jsonl|none]
+                        [--kubeconfig FILE] [--proc-root DIR]
 
 Observes every pod of this node and classifies its traffic live (eBPF; needs root or
 CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN). In local mode every network
-namespace under /var/run/netns is a pod named after it.
+namespace under /var/run/netns is a pod named after it. In Kubernetes mode the pods of
+this node (NODE_NAME) come from the API server and their network namespaces from the
+processes under --proc-root (the host's /proc: run with hostPID).
 
 Options:
-  --mode local            local (network namespaces as pods); kubernetes is not available yet
+  --mode local|kubernetes local (network namespaces as pods, the default) or kubernetes
+  --kubeconfig FILE       kubernetes: API server and credentials (default: in-cluster
+                          ServiceAccount, else $KUBECONFIG / ~/.kube/config)
+  --proc-root DIR         kubernetes: the host's /proc (default /proc; needs hostPID)
   --netns NAME            only these namespaces (repeatable; globs: 'web-*'); default all
   --interface IF          also observe this root-namespace interface (repeatable)
   --metrics-addr ADDR     /metrics and /healthz on HOST:PORT (default :9101; 'off' disables)
@@ -37,8 +44,9 @@ Options:
   --max-flows N           kernel flow map capacity (default 65536)
   --ring-bytes N          sample ring buffer bytes, a power of two (default 8388608)
   --samples N             payload packets sampled per flow direction (default 6)
+  --sample-bytes N        payload bytes copied per sample, 1..4096 (default 4096)
   --low-memory            trade CPU for memory: V8 optimizes for size and collects garbage
-                          early (100k live flows: ~150 MiB RSS instead of ~270, slower bursts)
+                          early (100k live flows: ~130 MiB RSS instead of ~210, slower bursts)
 
 Output: each flow gives a line when classified ("final": false, counters so far) and a
 line when it ends — idle, replaced by a new connection on the same ports, evicted, or at
@@ -82,6 +90,7 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
       'max-flows': { type: 'string' },
       'ring-bytes': { type: 'string' },
       samples: { type: 'string' },
+      'sample-bytes': { type: 'string' },
       'low-memory': { type: 'boolean' },
       aggregator: { type: 'string' },
       node: { type: 'string' },
@@ -90,6 +99,8 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
       'tls-server-name': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'proc-root': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     'agent',
@@ -98,8 +109,18 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
   if (positionals.length) throw usage(`unexpected argument "${positionals[0]}"`);
   const c: AgentConfig & { lowMemory: boolean } = { ...DEFAULT_CONFIG, netns: [], interfaces: [], lowMemory: Boolean(values['low-memory']) };
   const mode = values.mode ?? 'local';
-  if (mode === 'kubernetes') throw usage('--mode kubernetes is not implemented yet; use --mode local');
-  if (mode !== 'local') throw usage(`--mode must be local or kubernetes, not "${mode}"`);
+  if (mode !== 'local' && mode !== 'kubernetes') throw usage(`--mode must be local or kubernetes, not "${mode}"`);
+  c.mode = mode;
+  if (mode === 'kubernetes') {
+    if (values.netns?.length) throw usage('--netns is for --mode local; in Kubernetes mode the pods of this node are observed');
+    const node = values.node ?? process.env.NODE_NAME;
+    if (!node) throw usage('--mode kubernetes needs this node\'s name: set NODE_NAME (the chart passes it from the downward API, spec.nodeName) or --node NAME');
+    c.node = node;
+    if (values.kubeconfig !== undefined) c.kubeconfig = values.kubeconfig;
+    c.procRoot = values['proc-root'] ?? '/proc';
+  } else if (values.kubeconfig !== undefined || values['proc-root'] !== undefined) {
+    throw usage('--kubeconfig and --proc-root are for --mode kubernetes');
+  }
   if (values.aggregator !== undefined) {
     if (!/^[^\s]+:\d{1,5}$/.test(values.aggregator)) throw usage(`--aggregator wants HOST:PORT, not "${values.aggregator}"`);
     c.aggregator = values.aggregator;
@@ -139,6 +160,7 @@ export function agentConfig(argv: string[]): (AgentConfig & { lowMemory: boolean
   if (values['max-flows']) c.maxFlows = parseCount('max-flows', values['max-flows'], 1, 1 << 24);
   if (values['ring-bytes']) c.ringBytes = parseCount('ring-bytes', values['ring-bytes'], 4096, 1 << 30);
   if (values.samples) c.samplesPerDirection = parseCount('samples', values.samples, 1, 255);
+  if (values['sample-bytes']) c.sampleBytes = parseCount('sample-bytes', values['sample-bytes'], 1, PS_SAMPLE_MAX_PAYLOAD);
   return c;
 }
 

@@ -5,13 +5,13 @@
 // on-link (/15), the bridges without addresses: nothing is routed through the host.
 //
 // Everything created is named so that a killed run can be cleaned up by the next one:
-// namespaces `ps-demo-*`, root links `psd-*`, a pid file in /run. Children run in their
-// own process groups; close() kills the groups, anything left in the namespaces, then
-// deletes namespaces and links, then the temporary directory. closeSync() is the same
-// for process exit.
+// namespaces `ps-demo-*`, root links `psd-*`, $TMPDIR/plainsight-demo-*, and a pid file
+// in /run listing the root-namespace children. Children run in their own process groups;
+// close() kills the groups, anything left in the namespaces, then deletes namespaces and
+// links, then the temporary directory. closeSync() is the same for process exit.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export const NETNS_PREFIX = 'ps-demo-';
 const LINK_PREFIX = 'psd-';
 const PID_FILE = '/run/plainsight-demo.pid';
+const TMP_PREFIX = 'plainsight-demo-';
 const NETNS_DIR = '/var/run/netns';
 
 function ip(args: string[]): void {
@@ -64,18 +65,41 @@ function demoLinks(): string[] {
 /** The pid of a demo still running, if any. */
 export function runningDemo(): number | undefined {
   try {
-    const pid = Number(readFileSync(PID_FILE, 'utf8').trim());
+    const pid = Number(readFileSync(PID_FILE, 'utf8').split('\n')[0]);
     if (!(pid > 0) || pid === process.pid) return undefined;
-    process.kill(pid, 0);
-    return pid;
+    // Alive (not a zombie) and still a demo (the pid was not reused).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('demo') ? pid : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Removes what a killed demo left (namespaces with their processes, root links). Returns what it removed. */
+/**
+ * Removes what a killed demo left: its root-namespace children (agent, aggregator,
+ * Prometheus: process groups listed in the pid file, checked by command line), namespaces
+ * with their processes, root links. Returns what it removed.
+ */
 export function cleanLeftovers(): string[] {
   const removed: string[] = [];
+  let groups: number[] = [];
+  try {
+    groups = readFileSync(PID_FILE, 'utf8').split('\n').slice(1).filter(Boolean).map(Number);
+  } catch {
+    /* no earlier run */
+  }
+  for (const pgid of groups) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pgid}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    if (!/dist\/cli\/main\.js|prometheus/.test(cmd)) continue; // the pid was reused by something else
+    quiet(() => process.kill(-pgid, 'SIGKILL'));
+    removed.push(`pid ${pgid}`);
+  }
   for (const ns of demoNamespaces()) {
     for (const pid of nsPids(ns)) quiet(() => process.kill(pid, 'SIGKILL'));
     quiet(() => ip(['netns', 'del', ns]));
@@ -84,6 +108,10 @@ export function cleanLeftovers(): string[] {
   for (const l of demoLinks()) {
     quiet(() => ip(['link', 'del', l]));
     removed.push(l);
+  }
+  for (const d of readdirSync(tmpdir()).filter((n) => n.startsWith(TMP_PREFIX))) {
+    quiet(() => rmSync(join(tmpdir(), d), { recursive: true, force: true }));
+    removed.push(join(tmpdir(), d));
   }
   return removed;
 }
@@ -171,7 +199,7 @@ export class DemoLab {
   private closed = false;
 
   constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'plainsight-demo-'));
+    this.dir = mkdtempSync(join(tmpdir(), TMP_PREFIX));
     writeFileSync(PID_FILE, `${process.pid}\n`);
   }
 
@@ -221,6 +249,8 @@ export class DemoLab {
     const asUser = o.user ? ['setpriv', '--reuid', o.user, '--regid', o.user, '--init-groups', '--'] : [];
     const full = ns ? ['ip', 'netns', 'exec', ns, ...asUser, ...argv] : [...asUser, ...argv];
     const proc = spawn(full[0]!, full.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir, env: { ...process.env, ...o.env } });
+    // Root-namespace children are not found through a namespace: remember them for cleanLeftovers().
+    if (!ns && proc.pid) quiet(() => appendFileSync(PID_FILE, `${proc.pid}\n`));
     const p = new Proc(o.name ?? argv[0]!, proc, o.stopSignal);
     this.procs.add(p);
     void p.exited.then(() => this.procs.delete(p));
@@ -296,7 +326,7 @@ export class DemoLab {
     for (const l of this.links.splice(0).reverse()) quiet(() => ip(['link', 'del', l]));
     quiet(() => rmSync(this.dir, { recursive: true, force: true }));
     quiet(() => {
-      if (readFileSync(PID_FILE, 'utf8').trim() === String(process.pid)) rmSync(PID_FILE);
+      if (readFileSync(PID_FILE, 'utf8').split('\n')[0] === String(process.pid)) rmSync(PID_FILE);
     });
   }
 }

@@ -66,7 +66,7 @@ export const EXPECTATIONS: Expectation[] = [
   { scenario: '4', hop: 'egress → internet, plain HTTP', client: 'egress', server: `external:${INTERNET.http}`, port: 80, verdict: ['plaintext'], protocol: 'http/1.1' },
   { scenario: '4', hop: 'egress → internet, TLS origination', client: 'egress', server: `external:${INTERNET.http}`, port: 443, verdict: ['tls'], sni: EGRESS_SNI },
   { scenario: '4', hop: 'egress → nginx, mutual TLS origination', client: 'egress', server: `external:${INTERNET.nginx}`, port: 443, verdict: ['mtls'], sni: NGINX_SNI },
-  { scenario: 'db', hop: 'billing → postgres (psql sslmode=require)', client: 'billing', server: 'postgres', port: 5432, verdict: ['tls', 'mtls'], upgradedFrom: 'postgresql' },
+  { scenario: 'db', hop: 'billing → postgres (psql sslmode=require)', client: 'billing', server: 'postgres', port: 5432, verdict: ['tls'], upgradedFrom: 'postgresql' },
   { scenario: 'db', hop: 'billing → redis (plaintext RESP)', client: 'billing', server: 'redis', port: 6379, verdict: ['plaintext'], protocol: 'redis' },
 ];
 

@@ -22,11 +22,25 @@ t.test('defaults and options', async (t) => {
   t.equal(parseDuration('x', '500'), 500);
 });
 
+t.test('--mode kubernetes', async (t) => {
+  const saved = process.env.NODE_NAME;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.NODE_NAME;
+    else process.env.NODE_NAME = saved;
+  });
+  process.env.NODE_NAME = 'node-a';
+  t.match(agentConfig(['--mode', 'kubernetes']), { mode: 'kubernetes', node: 'node-a', procRoot: '/proc' }, 'NODE_NAME names the node; /proc by default');
+  t.match(agentConfig(['--mode', 'kubernetes', '--kubeconfig', '/k', '--proc-root', '/host/proc', '--node', 'n2']), { kubeconfig: '/k', procRoot: '/host/proc', node: 'n2' });
+  delete process.env.NODE_NAME;
+  t.throws(() => agentConfig(['--mode', 'kubernetes']), { code: 'PLAINSIGHT_ERR_USAGE', message: /NODE_NAME/ }, 'no node name: a usage error naming NODE_NAME');
+  t.throws(() => agentConfig(['--kubeconfig', '/k']), { code: 'PLAINSIGHT_ERR_USAGE' }, '--kubeconfig without --mode kubernetes');
+  t.throws(() => agentConfig(['--mode', 'kubernetes', '--node', 'n', '--netns', 'x']), { code: 'PLAINSIGHT_ERR_USAGE' }, '--netns is local mode only');
+});
+
 t.test('usage errors', async (t) => {
   for (const argv of [
     ['--mode', 'cluster'],
-    ['--mode', 'kubernetes'],
-    ['--aggregator', 'host:50051'],
+    ['--aggregator', 'no-port'],
     ['--netns', 'a/b'],
     ['--metrics-addr', 'nope'],
     ['--output', 'xml'],

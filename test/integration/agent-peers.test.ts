@@ -26,7 +26,8 @@ t.test('agent --mode local with real peers', { skip }, async (t) => {
   const [srv, cli] = node.pods as [typeof node.pods[0], typeof node.pods[0]];
   const certs = await labCerts({ serverSans: ['DNS:server.lab'] });
   const ca = certs.server.ca;
-  const agent = await AgentProcess.start(t, fastArgs(node.glob));
+  const top = t; // agents live as long as the whole test, not one subtest
+  let agent = await AgentProcess.start(top, fastArgs(node.glob, ['--sample-bytes', '512']));
 
   /** The one final line of the connection to `port` at each pod; both ends counted the same, non-zero. */
   const bothEnds = async (port: number, clientPort?: number): Promise<FlowLine> => {
@@ -43,9 +44,9 @@ t.test('agent --mode local with real peers', { skip }, async (t) => {
     return c!;
   };
 
-  await t.test('ClientHello bigger than one kernel sample: SNI and ALPN from the first 512 bytes', async (t) => {
+  await t.test('ClientHello cut at --sample-bytes 512: SNI and ALPN from the captured part, no JA4', async (t) => {
     // Long ALPN names push node's ClientHello over 512 bytes in one segment; the kernel
-    // copies the first 512 (sampleBytes), so the agent sees a cut hello.
+    // copies the first 512 (--sample-bytes), so the agent sees a cut hello.
     const alpn = ['h2', 'http/1.1', ...Array.from({ length: 6 }, (_, i) => `plainsight-long-protocol-name-${i}`)];
     await server(lab, srv.ns, 'tls-server', { port: 8443, cert: certs.server.cert, key: certs.server.key, ca, alpn: ['h2'] });
     const [r] = await client(lab, cli.ns, 'tls-client', { host: srv.ip4, port: 8443, servername: 'server.lab', alpn, ca });
@@ -55,6 +56,15 @@ t.test('agent --mode local with real peers', { skip }, async (t) => {
     t.equal(f.tls?.ja4, undefined, 'no JA4 from a truncated hello');
     t.match(f.evidence, /truncated/, 'the evidence says the hello was cut');
     t.same(f.bytes, { toServer: r!.bytesWritten, toClient: r!.bytesRead }, 'bytes = raw socket bytes');
+
+    // The same hello with the default sample size (4096): complete, so JA4 too.
+    t.same(await agent.stop('SIGTERM'), { code: 0, signal: null });
+    agent = await AgentProcess.start(top, fastArgs(node.glob));
+    const [r2] = await client(lab, cli.ns, 'tls-client', { host: srv.ip4, port: 8443, servername: 'server.lab', alpn, ca });
+    const f2 = await bothEnds(8443, r2!.localPort);
+    t.match(f2, { verdict: 'tls', tls: { version: '1.3', sni: 'server.lab', alpn, clientCertificate: 'none' } }, show(f2));
+    t.ok(f2.tls?.ja4?.startsWith('t13d'), `ja4 ${f2.tls?.ja4}`);
+    t.same(f2.bytes, { toServer: r2!.bytesWritten, toClient: r2!.bytesRead });
   });
 
   await t.test('openssl s_server/s_client TLS 1.3 with a client certificate: mtls inferred', async (t) => {

@@ -35,6 +35,9 @@ export interface LocalPod {
   interfaces: PodInterface[];
   /** Addresses of the pod's interfaces (loopback excluded), canonical text. */
   addresses: string[];
+  /** Kubernetes mode: the pod's namespace (then `name` is `namespace/pod`) and owner workload. */
+  namespace?: string;
+  workload?: string;
 }
 
 interface IpLink {

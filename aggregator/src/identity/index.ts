@@ -18,9 +18,13 @@ export interface Identity {
 
 export const EXTERNAL = 'external';
 
+/** Shared identities kept for this many external names (SNIs) before the cache starts over. */
+const MAX_EXTERNAL_NAMES = 10_000;
+
 export class IdentityResolver {
   private readonly byAgent = new Map<string, PodInfo[]>();
   private byIp = new Map<string, Identity>();
+  private readonly external = new Map<string, Identity>();
 
   /** Replaces one agent's pods (its inventory is complete each time). */
   setInventory(agentId: string, pods: PodInfo[]): void {
@@ -43,7 +47,15 @@ export class IdentityResolver {
   resolve(ip: string, sni?: string): Identity {
     const known = this.byIp.get(ip) ?? this.byIp.get(mapped4(ip));
     if (known) return known;
-    return { namespace: EXTERNAL, workload: sni ? sni : 'unknown', pod: '', node: '' };
+    // One shared object per external name: every update of an unresolved flow asks again.
+    const workload = sni ? sni : 'unknown';
+    let ext = this.external.get(workload);
+    if (!ext) {
+      if (this.external.size >= MAX_EXTERNAL_NAMES) this.external.clear();
+      ext = { namespace: EXTERNAL, workload, pod: '', node: '' };
+      this.external.set(workload, ext);
+    }
+    return ext;
   }
 
   private rebuild(): void {

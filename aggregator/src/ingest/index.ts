@@ -140,7 +140,7 @@ export class Ingest {
     const now = Date.now();
     for (const s of flows) {
       const r = this.store.observe(req.agentId, node, s);
-      const p = this.pending.get(r.flow);
+      const p = this.pending.size > 0 ? this.pending.get(r.flow) : undefined;
       if (p) p.bytes += r.bytes;
       else if (r.created) {
         if (resolved(r.flow)) {
@@ -199,7 +199,7 @@ function decodeSummary(s: FlowSummary__Output): SummaryIn {
   return {
     flowId: s.flowId,
     transport: transportFromProto(k.transport),
-    // The decoded objects are ours (fresh per message): shared, not copied.
+    // The decoded objects are ours (fresh per message); the store copies what it keeps.
     client: k.client,
     server: k.server,
     verdict: verdictFromProto(s.verdict),

@@ -43,7 +43,7 @@ export class AggregatorMetrics {
    * Label-set key → running totals of the two flow counters. Ingest adds to plain numbers
    * here (no label hashing per summary); the counters copy them at scrape time (collect()).
    */
-  private readonly series = new Map<string, { labels: Record<FlowLabel, string>; flows: number; bytes: number }>();
+  private readonly series = new Map<string, { key: string; labels: Record<FlowLabel, string>; flows: number; bytes: number }>();
 
   constructor(
     sources: MetricsSources,
@@ -119,18 +119,21 @@ export class AggregatorMetrics {
 
   /** Counts a new flow; fixes its series (labels) for later byte increments. */
   countFlow(f: StoredFlow): void {
-    const labels = flowLabels(f);
-    const key = `${labels.src_namespace}\u0000${labels.src_workload}\u0000${labels.dst_namespace}\u0000${labels.dst_workload}\u0000${labels.dst_port}\u0000${labels.verdict}\u0000${labels.protocol}\u0000${labels.mesh}\u0000${labels.tls_version}`;
-    if (!this.series.has(key)) {
+    // The key straight from the flow (the same values flowLabels() gives); the labels object only for a new series.
+    const key = `${f.clientId.namespace}\u0000${f.clientId.workload}\u0000${f.serverId.namespace}\u0000${f.serverId.workload}\u0000${f.server.port}\u0000${f.verdict}\u0000${f.protocol || 'unknown'}\u0000${f.mesh}\u0000${f.tls?.version || 'none'}`;
+    let s = this.series.get(key);
+    if (!s) {
+      const labels = flowLabels(f);
       if (this.series.size >= this.maxSeries) {
         this.seriesOverflow.inc({ metric: 'plainsight_flows_total' });
         return;
       }
-      this.series.set(key, { labels, flows: 0, bytes: 0 });
+      this.series.set(key, (s = { key, labels, flows: 0, bytes: 0 }));
       (this.registry.getSingleMetric('plainsight_aggregator_series') as Gauge).set(this.series.size);
     }
-    f.seriesKey = key;
-    this.series.get(key)!.flows++;
+    // The series' own key string: one copy per label set, not one per flow.
+    f.seriesKey = s.key;
+    s.flows++;
   }
 
   addBytes(f: StoredFlow, n: number): void {

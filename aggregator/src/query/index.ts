@@ -67,9 +67,13 @@ export function listFlows(store: FlowStore, q: Filter, pageSize: number, pageTok
   }
   const flows: StoredFlow[] = [];
   let more = false;
-  // One verdict asked for (the usual "show me plaintext"): walk that verdict's index only.
-  const only = q.verdicts?.size === 1 ? [...q.verdicts][0]! : undefined;
-  const candidates = only !== undefined ? store.withVerdict(only, after) : store.iterate();
+  // One verdict or one namespace asked for (the usual "show me plaintext", "…in my
+  // namespace"): walk that index only, the smaller one when both are.
+  const verdict = q.verdicts?.size === 1 ? [...q.verdicts][0]! : undefined;
+  const ns = q.namespaces?.size === 1 ? [...q.namespaces][0]! : undefined;
+  let candidates: Iterable<StoredFlow> = store.iterate();
+  if (verdict !== undefined && (ns === undefined || store.verdictCandidates(verdict) <= store.namespaceCandidates(ns))) candidates = store.withVerdict(verdict, after);
+  else if (ns !== undefined) candidates = store.inNamespace(ns, after);
   for (const f of candidates) {
     if (f.seq <= after || !matches(f, q)) continue;
     if (flows.length === size) {

@@ -7,7 +7,7 @@
 
 import type { TlsDetails__Output } from '../../../proto/gen/types/plainsight/v1/TlsDetails.js';
 import type { Identity, IdentityResolver } from '../identity/index.js';
-import { mostCautious, type Dir, type Mesh, type Transport, type Verdict } from '../model.js';
+import { clientCertificateName, mostCautious, type Dir, type Mesh, type Transport, type Verdict } from '../model.js';
 
 /** A flow summary after decoding (ingest has validated it). */
 export interface SummaryIn {
@@ -28,14 +28,16 @@ export interface SummaryIn {
   final: boolean;
 }
 
-/** One agent's view of a flow: its own running totals. */
+/** One agent's view of a flow: its own running totals (flat numbers: one object per observation). */
 export interface Observation {
   agentId: string;
   node: string;
   flowId: string;
   verdict: Verdict | undefined;
-  packets: Dir;
-  bytes: Dir;
+  packetsToServer: number;
+  packetsToClient: number;
+  bytesToServer: number;
+  bytesToClient: number;
   final: boolean;
 }
 
@@ -60,14 +62,15 @@ export interface StoredFlow {
   observations: Observation[];
   disagreement: boolean;
   ended: boolean;
-  /** Metric labels fixed when the flow was first counted (its series for bytes too). */
+  /** Metric labels fixed when the flow was first counted (its series for bytes too; the series' own key string, shared). */
   seriesKey: string | undefined;
   /** The plainsight_active_flows group it is counted in, while active. */
-  activeKey: string | undefined;
+  activeGroup: ActiveGroup | undefined;
 }
 
 /** One plainsight_active_flows group. */
 export interface ActiveGroup {
+  key: string;
   srcNamespace: string;
   dstNamespace: string;
   verdict: Verdict;
@@ -96,19 +99,121 @@ export type EvictReason = 'retention' | 'capacity';
 
 const DEFAULT_JOIN_WINDOW_MS = 5000;
 
+/**
+ * Strings and TLS details repeat across flows (pod IPs, protocols, evidence, the same few
+ * TLS configurations) but arrive as fresh copies in every batch: a stored flow keeps one
+ * shared copy instead. Bounded: past `max` entries the table starts over (sharing is lost
+ * for a while, nothing else).
+ */
+class Interner<T> {
+  private readonly m = new Map<string, T>();
+  constructor(private readonly max: number) {}
+  get(key: string, make: () => T): T {
+    let v = this.m.get(key);
+    if (v === undefined) {
+      if (this.m.size >= this.max) this.m.clear();
+      v = make();
+      this.m.set(key, v);
+    }
+    return v;
+  }
+  str(s: string): string {
+    if (s === '') return s;
+    let v = this.m.get(s) as string | undefined;
+    if (v === undefined) {
+      if (this.m.size >= this.max) this.m.clear();
+      this.m.set(s, s as T);
+      v = s;
+    }
+    return v;
+  }
+}
+
+/** Same TLS details? (`b` as decoded: a message with prototype defaults, its enum a number or a name.) */
+function sameTls(a: TlsDetails__Output | null, b: TlsDetails__Output | null): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  if (a.alpn.length !== b.alpn.length) return false;
+  for (let i = 0; i < a.alpn.length; i++) if (a.alpn[i] !== b.alpn[i]) return false;
+  return (
+    a.version === b.version &&
+    a.sni === b.sni &&
+    a.alpnSelected === b.alpnSelected &&
+    a.cipher === b.cipher &&
+    a.ja4 === b.ja4 &&
+    a.clientCertificate === clientCertificateName(b.clientCertificate) &&
+    a.resumed === b.resumed &&
+    a.helloRetryRequest === b.helloRetryRequest
+  );
+}
+
+/**
+ * Ascending seqs per key (a verdict, a namespace): a query for one key walks only those.
+ * Entries go stale when a flow changes key or is evicted; readers check each flow and
+ * compact() drops the stale ones.
+ */
+class SeqIndex<K> {
+  readonly lists = new Map<K, number[]>();
+
+  add(k: K, seq: number): void {
+    let seqs = this.lists.get(k);
+    if (!seqs) this.lists.set(k, (seqs = []));
+    if (seqs.length === 0 || seqs[seqs.length - 1]! < seq) {
+      seqs.push(seq);
+      return;
+    }
+    if (seqs[seqs.length - 1] === seq) return;
+    // An older flow changed key: insert in order (rare).
+    const lo = lowerBound(seqs, seq);
+    if (seqs[lo] !== seq) seqs.splice(lo, 0, seq);
+  }
+
+  size(k: K): number {
+    return this.lists.get(k)?.length ?? 0;
+  }
+
+  /** Seqs > afterSeq, ascending, each once (possibly stale: check the flow). */
+  *seqs(k: K, afterSeq: number): IterableIterator<number> {
+    const seqs = this.lists.get(k);
+    if (!seqs) return;
+    for (let i = lowerBound(seqs, afterSeq + 1); i < seqs.length; i++) yield seqs[i]!;
+  }
+
+  compact(keep: (k: K, seq: number) => boolean): void {
+    for (const [k, seqs] of this.lists) {
+      const kept = seqs.filter((q) => keep(k, q));
+      if (kept.length > 0) this.lists.set(k, kept);
+      else this.lists.delete(k);
+    }
+  }
+}
+
+/** First index whose value is ≥ x. */
+function lowerBound(xs: number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class FlowStore {
   private readonly flows = new Map<number, StoredFlow>();
-  /** `${agentId}|${flowId}` → flow. */
-  private readonly byObservation = new Map<string, StoredFlow>();
+  /** agentId → flowId → flow (no key string built per summary). */
+  private readonly byObservation = new Map<string, Map<string, StoredFlow>>();
   /** transport|client|server → newest flow with that 5-tuple (the join candidate). */
   private readonly byTuple = new Map<string, StoredFlow>();
   private nextSeq = 1;
-  /**
-   * Per verdict, the seqs of flows that have (or had) it, ascending: a query for one
-   * verdict walks only those (plaintext is usually the rare one). Entries go stale when a
-   * flow changes verdict or is evicted; readers skip them and sweep() compacts.
-   */
-  private readonly byVerdict = new Map<Verdict, number[]>();
+  /** Per verdict, the seqs of flows that have (or had) it (plaintext is usually the rare one). */
+  private readonly byVerdict = new SeqIndex<Verdict>();
+  /** Per namespace, the seqs of flows with an end in it (or that had, before an end was resolved). */
+  private readonly byNamespace = new SeqIndex<string>();
+  private readonly strings = new Interner<string>(100_000);
+  /** SNI → the distinct TLS details stored with it (a few at most). */
+  private readonly tlsDetails = new Interner<TlsDetails__Output[]>(10_000);
   /** Active flows by (client namespace, server namespace, verdict), kept as flows change: a scrape reads it, never the store. */
   readonly active = new Map<string, ActiveGroup>();
   private readonly listeners = new Set<(f: StoredFlow) => void>();
@@ -144,12 +249,13 @@ export class FlowStore {
   }
 
   observe(agentId: string, node: string, s: SummaryIn): ObserveResult {
-    const obsKey = `${agentId}|${s.flowId}`;
-    let flow = this.byObservation.get(obsKey);
+    let ofAgent = this.byObservation.get(agentId);
+    if (!ofAgent) this.byObservation.set(agentId, (ofAgent = new Map()));
+    let flow = ofAgent.get(s.flowId);
     let created = false;
     let obs: Observation | undefined;
     if (flow) {
-      obs = flow.observations.find((o) => o.agentId === agentId && o.flowId === s.flowId);
+      for (const o of flow.observations) if (o.agentId === agentId && o.flowId === s.flowId) obs = o;
     } else {
       const tuple = `${s.transport}|${s.client.ip}|${s.client.port}|${s.server.ip}|${s.server.port}`;
       const cand = this.byTuple.get(tuple);
@@ -159,24 +265,24 @@ export class FlowStore {
         created = true;
         this.byTuple.set(tuple, flow);
       }
-      this.byObservation.set(obsKey, flow);
+      ofAgent.set(s.flowId, flow);
     }
     if (!obs) {
-      obs = { agentId, node, flowId: s.flowId, verdict: undefined, packets: { toServer: 0, toClient: 0 }, bytes: { toServer: 0, toClient: 0 }, final: false };
+      obs = { agentId, node, flowId: s.flowId, verdict: undefined, packetsToServer: 0, packetsToClient: 0, bytesToServer: 0, bytesToClient: 0, final: false };
       flow.observations.push(obs);
     }
-    obs.packets.toServer += s.packets.toServer;
-    obs.packets.toClient += s.packets.toClient;
-    obs.bytes.toServer += s.bytes.toServer;
-    obs.bytes.toClient += s.bytes.toClient;
+    obs.packetsToServer += s.packets.toServer;
+    obs.packetsToClient += s.packets.toClient;
+    obs.bytesToServer += s.bytes.toServer;
+    obs.bytesToClient += s.bytes.toClient;
     if (s.final) obs.final = true;
     if (s.verdict !== undefined) obs.verdict = s.verdict;
 
     const before = flow.bytes.toServer + flow.bytes.toClient;
-    if (obs.packets.toServer > flow.packets.toServer) flow.packets.toServer = obs.packets.toServer;
-    if (obs.packets.toClient > flow.packets.toClient) flow.packets.toClient = obs.packets.toClient;
-    if (obs.bytes.toServer > flow.bytes.toServer) flow.bytes.toServer = obs.bytes.toServer;
-    if (obs.bytes.toClient > flow.bytes.toClient) flow.bytes.toClient = obs.bytes.toClient;
+    if (obs.packetsToServer > flow.packets.toServer) flow.packets.toServer = obs.packetsToServer;
+    if (obs.packetsToClient > flow.packets.toClient) flow.packets.toClient = obs.packetsToClient;
+    if (obs.bytesToServer > flow.bytes.toServer) flow.bytes.toServer = obs.bytesToServer;
+    if (obs.bytesToClient > flow.bytes.toClient) flow.bytes.toClient = obs.bytesToClient;
     if (s.firstSeenMs > 0 && (flow.firstSeenMs === 0 || s.firstSeenMs < flow.firstSeenMs)) flow.firstSeenMs = s.firstSeenMs;
     if (s.lastSeenMs > flow.lastSeenMs) flow.lastSeenMs = s.lastSeenMs;
     let ended = true;
@@ -200,18 +306,20 @@ export class FlowStore {
     const verdictBefore = flow.verdict;
     flow.disagreement = distinct > 1;
     if (verdict !== undefined && (s.verdict === verdict || created)) {
+      // Usually the same details again: keep the stored (shared) copies then.
       flow.verdict = verdict;
-      flow.protocol = s.protocol;
-      flow.upgradedFrom = s.upgradedFrom;
-      flow.tls = s.tls;
+      if (flow.protocol !== s.protocol) flow.protocol = this.strings.str(s.protocol);
+      if (flow.upgradedFrom !== s.upgradedFrom) flow.upgradedFrom = this.strings.str(s.upgradedFrom);
+      if (!sameTls(flow.tls, s.tls)) flow.tls = this.tls(s.tls);
       flow.mesh = s.mesh;
-      flow.evidence = s.evidence;
+      if (flow.evidence !== s.evidence) flow.evidence = this.strings.str(s.evidence);
     } else if (verdict !== undefined) flow.verdict = verdict;
-    if (flow.verdict !== verdictBefore) this.indexVerdict(flow);
+    if (flow.verdict !== verdictBefore) this.byVerdict.add(flow.verdict, flow.seq);
     this.reresolve(flow);
     this.setActive(flow, !flow.ended);
 
-    for (const fn of this.listeners) fn(flow);
+    // WatchFlows followers only (a Set iterator per summary otherwise).
+    if (this.listeners.size > 0) for (const fn of this.listeners) fn(flow);
     return {
       flow,
       created,
@@ -229,19 +337,13 @@ export class FlowStore {
       if (f.lastSeenMs < cutoff) {
         this.remove(f);
         n++;
-      } else if (f.activeKey !== undefined && f.lastSeenMs < quiet) this.setActive(f, false);
+      } else if (f.activeGroup !== undefined && f.lastSeenMs < quiet) this.setActive(f, false);
     }
-    for (const [v, seqs] of this.byVerdict) {
-      let prev = -1;
-      this.byVerdict.set(
-        v,
-        seqs.filter((q) => {
-          const keep = q !== prev && this.flows.get(q)?.verdict === v;
-          prev = q;
-          return keep;
-        }),
-      );
-    }
+    this.byVerdict.compact((v, q) => this.flows.get(q)?.verdict === v);
+    this.byNamespace.compact((ns, q) => {
+      const f = this.flows.get(q);
+      return f !== undefined && (f.clientId.namespace === ns || f.serverId.namespace === ns);
+    });
     if (n > 0) {
       this.evicted.retention += n;
       this.onEvict('retention', n);
@@ -253,16 +355,16 @@ export class FlowStore {
     const f: StoredFlow = {
       seq: this.nextSeq++,
       transport: s.transport,
-      client: s.client,
-      server: s.server,
+      client: { ip: this.strings.str(s.client.ip), port: s.client.port },
+      server: { ip: this.strings.str(s.server.ip), port: s.server.port },
       clientId: this.identity.resolve(s.client.ip),
       serverId: this.identity.resolve(s.server.ip, s.tls?.sni),
       verdict: s.verdict ?? 'unknown',
-      protocol: s.protocol,
-      upgradedFrom: s.upgradedFrom,
-      tls: s.tls,
+      protocol: this.strings.str(s.protocol),
+      upgradedFrom: this.strings.str(s.upgradedFrom),
+      tls: this.tls(s.tls),
       mesh: s.mesh,
-      evidence: s.evidence,
+      evidence: this.strings.str(s.evidence),
       packets: { toServer: 0, toClient: 0 },
       bytes: { toServer: 0, toClient: 0 },
       firstSeenMs: s.firstSeenMs,
@@ -271,10 +373,11 @@ export class FlowStore {
       disagreement: false,
       ended: false,
       seriesKey: undefined,
-      activeKey: undefined,
+      activeGroup: undefined,
     };
     this.flows.set(f.seq, f);
-    this.indexVerdict(f);
+    this.byVerdict.add(f.verdict, f.seq);
+    this.indexNamespaces(f);
     if (this.flows.size > this.opts.maxFlows) {
       let n = 0;
       for (const old of this.flows.values()) {
@@ -290,8 +393,46 @@ export class FlowStore {
 
   /** An inventory may arrive after the first summary: re-resolve ends still `external`. */
   reresolve(f: StoredFlow): void {
-    if (f.clientId.namespace === 'external') f.clientId = this.identity.resolve(f.client.ip);
-    if (f.serverId.namespace === 'external') f.serverId = this.identity.resolve(f.server.ip, f.tls?.sni);
+    let changed = false;
+    if (f.clientId.namespace === 'external') {
+      const id = this.identity.resolve(f.client.ip);
+      if (id.namespace !== f.clientId.namespace) changed = true;
+      f.clientId = id;
+    }
+    if (f.serverId.namespace === 'external') {
+      const id = this.identity.resolve(f.server.ip, f.tls?.sni);
+      if (id.namespace !== f.serverId.namespace) changed = true;
+      f.serverId = id;
+    }
+    if (changed) this.indexNamespaces(f);
+  }
+
+  private indexNamespaces(f: StoredFlow): void {
+    this.byNamespace.add(f.clientId.namespace, f.seq);
+    if (f.serverId.namespace !== f.clientId.namespace) this.byNamespace.add(f.serverId.namespace, f.seq);
+  }
+
+  /** The stored copy of TLS details: one plain object per distinct configuration, shared by the flows with it. */
+  private tls(t: TlsDetails__Output | null): TlsDetails__Output | null {
+    if (!t) return null;
+    const same = this.tlsDetails.get(t.sni, () => []);
+    for (const d of same) if (sameTls(d, t)) return d;
+    const str = (x: string): string => this.strings.str(x);
+    const d: TlsDetails__Output = {
+      version: str(t.version),
+      sni: str(t.sni),
+      alpn: t.alpn.map(str),
+      alpnSelected: str(t.alpnSelected),
+      cipher: str(t.cipher),
+      ja4: str(t.ja4),
+      clientCertificate: clientCertificateName(t.clientCertificate) as TlsDetails__Output['clientCertificate'],
+      resumed: t.resumed,
+      helloRetryRequest: t.helloRetryRequest,
+    };
+    // Bounded per SNI: past 16 configurations the oldest is no longer shared.
+    if (same.length >= 16) same.shift();
+    same.push(d);
+    return d;
   }
 
   /** The other end of a connection, or port reuse? Join within the window, never after the same agent ended it. */
@@ -303,64 +444,53 @@ export class FlowStore {
 
   /** Flows with verdict `v` and seq > afterSeq, in seq order. */
   *withVerdict(v: Verdict, afterSeq = 0): IterableIterator<StoredFlow> {
-    const seqs = this.byVerdict.get(v);
-    if (!seqs) return;
-    let lo = 0;
-    let hi = seqs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqs[mid]! <= afterSeq) lo = mid + 1;
-      else hi = mid;
-    }
-    let prev = -1;
-    for (let i = lo; i < seqs.length; i++) {
-      const q = seqs[i]!;
-      if (q === prev) continue;
-      prev = q;
+    for (const q of this.byVerdict.seqs(v, afterSeq)) {
       const f = this.flows.get(q);
       if (f && f.verdict === v) yield f;
     }
   }
 
-  private indexVerdict(f: StoredFlow): void {
-    let seqs = this.byVerdict.get(f.verdict);
-    if (!seqs) this.byVerdict.set(f.verdict, (seqs = []));
-    if (seqs.length === 0 || seqs[seqs.length - 1]! < f.seq) {
-      seqs.push(f.seq);
-      return;
+  /** Flows with an end in namespace `ns` and seq > afterSeq, in seq order. */
+  *inNamespace(ns: string, afterSeq = 0): IterableIterator<StoredFlow> {
+    for (const q of this.byNamespace.seqs(ns, afterSeq)) {
+      const f = this.flows.get(q);
+      if (f && (f.clientId.namespace === ns || f.serverId.namespace === ns)) yield f;
     }
-    // An older flow changed verdict: insert in order (rare).
-    let lo = 0;
-    let hi = seqs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqs[mid]! < f.seq) lo = mid + 1;
-      else hi = mid;
-    }
-    if (seqs[lo] !== f.seq) seqs.splice(lo, 0, f.seq);
+  }
+
+  /** How many flows withVerdict() / inNamespace() would look at (an upper bound on what they yield). */
+  verdictCandidates(v: Verdict): number {
+    return this.byVerdict.size(v);
+  }
+
+  namespaceCandidates(ns: string): number {
+    return this.byNamespace.size(ns);
   }
 
   private setActive(f: StoredFlow, active: boolean): void {
-    const cur = f.activeKey === undefined ? undefined : this.active.get(f.activeKey);
+    const cur = f.activeGroup;
     // The common case (an update that changes nothing here) allocates nothing.
     if (active && cur && cur.srcNamespace === f.clientId.namespace && cur.dstNamespace === f.serverId.namespace && cur.verdict === f.verdict) return;
-    if (!active && f.activeKey === undefined) return;
-    if (cur && --cur.count === 0) this.active.delete(f.activeKey!);
-    f.activeKey = undefined;
+    if (!active && cur === undefined) return;
+    if (cur && --cur.count === 0 && this.active.get(cur.key) === cur) this.active.delete(cur.key);
+    f.activeGroup = undefined;
     if (!active) return;
     const key = `${f.clientId.namespace}|${f.serverId.namespace}|${f.verdict}`;
-    f.activeKey = key;
-    const g = this.active.get(key);
+    let g = this.active.get(key);
     if (g) g.count++;
-    else this.active.set(key, { srcNamespace: f.clientId.namespace, dstNamespace: f.serverId.namespace, verdict: f.verdict, count: 1 });
+    else this.active.set(key, (g = { key, srcNamespace: f.clientId.namespace, dstNamespace: f.serverId.namespace, verdict: f.verdict, count: 1 }));
+    f.activeGroup = g;
   }
 
   private remove(f: StoredFlow): void {
     this.setActive(f, false);
     this.flows.delete(f.seq);
     for (const o of f.observations) {
-      const k = `${o.agentId}|${o.flowId}`;
-      if (this.byObservation.get(k) === f) this.byObservation.delete(k);
+      const ofAgent = this.byObservation.get(o.agentId);
+      if (ofAgent?.get(o.flowId) === f) {
+        ofAgent.delete(o.flowId);
+        if (ofAgent.size === 0) this.byObservation.delete(o.agentId);
+      }
     }
     const tuple = `${f.transport}|${f.client.ip}|${f.client.port}|${f.server.ip}|${f.server.port}`;
     if (this.byTuple.get(tuple) === f) this.byTuple.delete(tuple);
