@@ -117,8 +117,9 @@ function inventory(t: Test, kubeconfig: string, procRoot: string) {
 }
 
 /** A fake host /proc: one pid per pod address, each in a netns of its own (scanNetns reads it). */
-function fakeProc(t: Test, ips: string[]): string {
-  const root = t.testdir({});
+function fakeProc(dir: string, ips: string[]): string {
+  const root = `${dir}/proc`;
+  mkdirSync(root);
   ips.forEach((ip, i) => {
     const base = `${root}/${100 + i}`;
     mkdirSync(`${base}/ns`, { recursive: true });
@@ -145,7 +146,8 @@ t.test('inventory against the fake API server (@kubernetes/client-node)', async 
   kube.upsert('pods', mk('a', 'node-a', '10.244.1.1') as never);
   kube.upsert('pods', mk('b', 'node-b', '10.244.1.2') as never);
   kube.upsert('services', fixture('service.json') as never);
-  const { inv, logs, until, names } = inventory(t, kube.kubeconfig(t.testdir({})), fakeProc(t, ['10.244.1.1', '10.244.1.2', '10.244.1.3', '10.244.1.5']));
+  const dir = t.testdir({});
+  const { inv, logs, until, names } = inventory(t, kube.kubeconfig(dir), fakeProc(dir, ['10.244.1.1', '10.244.1.2', '10.244.1.3', '10.244.1.5']));
   await inv.start();
   t.equal(inv.server, kube.url, 'the kubeconfig\'s cluster, over TLS with its certificate-authority');
   await until(() => names().join() === 'default/a', 'list honours the field selector: only this node\'s pod');
@@ -186,7 +188,7 @@ t.test('unreachable API server: one clear line, retried', async (t) => {
   const kube = await FakeKube.start();
   const kubeconfig = kube.kubeconfig(dir);
   await kube.close(); // nothing listens there any more
-  const { inv, logs, until } = inventory(t, kubeconfig, fakeProc(t, []));
+  const { inv, logs, until } = inventory(t, kubeconfig, fakeProc(dir, []));
   await inv.start();
   await until(() => logs.filter((l) => /^cannot reach the Kubernetes API/.test(l.msg)).length === 2, 'one line per resource');
   t.match(logs.find((l) => /^cannot reach/.test(l.msg))?.msg, /ECONNREFUSED.*the datapath keeps running/);
