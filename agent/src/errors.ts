@@ -43,7 +43,7 @@ export const ERRORS = {
     exit: 1,
     hint: 'in a pod the in-cluster configuration is used (ServiceAccount token); elsewhere pass --kubeconfig FILE',
   },
-  PLAINSIGHT_ERR_INVENTORY_PROC: { exit: 1, hint: "mount the host's /proc (hostPID: true) and point --proc-root at it" },
+  PLAINSIGHT_ERR_INVENTORY_PROC: { exit: 1, hint: "run with hostPID: true (the default --proc-root /proc then lists every pid of the node), or point --proc-root at a mount of the host's /proc" },
   PLAINSIGHT_ERR_AGG_LISTEN: { exit: 1, hint: 'choose a free address with --grpc-addr / --metrics-addr HOST:PORT' },
   PLAINSIGHT_ERR_AGG_TLS: {
     exit: 1,

@@ -16,6 +16,8 @@ const HELP = `Usage: plainsight flows [options]
 
 Lists the flows the aggregator holds, oldest first: who talked to whom, the verdict
 (plaintext, tls, mtls, encrypted-other, unknown), protocol, TLS details and bytes.
+Flows inside one pod (its loopback, e.g. app <-> sidecar) are marked "(intra-pod)"
+("intraPod": true in JSON); they are not on the wire and not in coverage.
 
 Options:
 ${CLIENT_HELP}  --namespace NS          only flows with an end in NS (repeatable)
@@ -47,6 +49,8 @@ export interface FlowOut {
   observedBy: string[];
   verdictDisagreement?: { verdicts: string[] };
   ended: boolean;
+  /** Only when true: seen on a pod's loopback (app ↔ sidecar); both ends are that pod. */
+  intraPod?: true;
 }
 
 export async function runFlows(argv: string[]): Promise<number> {
@@ -185,6 +189,7 @@ export function flowOut(f: Flow__Output): FlowOut {
   const last = nsToMs(f.lastSeenUnixNs);
   if (first > 0) out.firstSeen = new Date(first).toISOString();
   if (last > 0) out.lastSeen = new Date(last).toISOString();
+  if (f.intraPod) out.intraPod = true;
   if (f.verdictDisagreement) out.verdictDisagreement = { verdicts: f.observedVerdicts.map((v) => verdictFromProto(v) ?? 'unknown') };
   return out;
 }
@@ -195,7 +200,7 @@ const COLUMNS: Column<FlowOut>[] = [
   { header: 'CLIENT', value: (f) => who(f.client), max: 32 },
   { header: 'SERVER', value: (f) => who(f.server), max: 32 },
   { header: 'PORT', value: (f) => `${f.transport}/${f.server.port}` },
-  { header: 'VERDICT', value: (f) => (f.verdictDisagreement ? `${f.verdict}!` : f.verdict) },
+  { header: 'VERDICT', value: (f) => `${f.verdict}${f.verdictDisagreement ? '!' : ''}${f.intraPod ? ' (intra-pod)' : ''}` },
   { header: 'PROTOCOL', value: (f) => (f.upgradedFrom ? `${f.protocol}<-${f.upgradedFrom}` : f.protocol), max: 22 },
   { header: 'TLS', value: (f) => String(f.tls?.version ?? '') },
   { header: 'MESH', value: (f) => (f.mesh === 'none' ? '' : f.mesh) },

@@ -440,6 +440,11 @@ export const descriptor = {
                 "ended": {
                   "type": "bool",
                   "id": 18
+                },
+                "intraPod": {
+                  "type": "bool",
+                  "id": 19,
+                  "protoName": "intra_pod"
                 }
               }
             },

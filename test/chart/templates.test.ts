@@ -98,6 +98,7 @@ t.test('agent DaemonSet: least privilege for eBPF', async (t) => {
   t.match(ds, /# SYS_ADMIN:[^]*setns\(2\)[^]*requires CAP_SYS_ADMIN/, 'SYS_ADMIN: setns needs it, said so');
   t.match(ds, /\{\{- if \.Values\.agent\.memlockCapability \}\}\n\s+# SYS_RESOURCE/, 'SYS_RESOURCE only for pre-5.11 kernels (toggle)');
   t.notMatch(ds, /privileged: true/);
+  t.notMatch(ds, /\/host\/proc|hostPaths\.proc/, 'no host /proc mount: with hostPID the container\'s /proc (the agent\'s default --proc-root) shows every pid');
   for (const [re, what] of [
     [/privileged: false/, 'not privileged'],
     [/allowPrivilegeEscalation: false/, 'no privilege escalation'],
@@ -107,7 +108,6 @@ t.test('agent DaemonSet: least privilege for eBPF', async (t) => {
     [/hostNetwork: \{\{ \.Values\.agent\.hostNetwork \}\}/, 'hostNetwork from values'],
     [/fieldPath: spec\.nodeName/, 'NODE_NAME from the downward API'],
     [/mountPath: \/sys\/fs\/bpf/, '/sys/fs/bpf'],
-    [/mountPath: \/host\/proc\n\s+readOnly: true/, 'host /proc read-only'],
     [/mountPath: \/var\/run\/netns\n\s+mountPropagation: HostToContainer/, '/var/run/netns HostToContainer'],
     [/mountPath: \/sys\/kernel\/btf\n\s+readOnly: true/, 'BTF read-only'],
     [/- agent\n\s+- --mode\n\s+- kubernetes\n\s+- --aggregator\n[^\n]*:%d[^\n]*\n\s+- --metrics-addr/, 'agent args'],

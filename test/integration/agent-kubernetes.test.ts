@@ -115,7 +115,7 @@ t.test('agent --mode kubernetes against a fake API server', { skip }, async (t) 
     t.match(found.filter((l) => l.pod === `default/${webName}`).at(-1), { workload: { kind: 'Deployment', name: 'web' } }, 'ReplicaSet → Deployment via the API');
     t.match(found.find((l) => l.pod === 'default/db-0'), { workload: { kind: 'StatefulSet', name: 'db' } });
     t.ok(kube.requests.some((r) => r.startsWith('GET /apis/apps/v1/namespaces/default/replicasets/web-5d9c7b6f4')), 'the ReplicaSet was read');
-    t.ok(kube.requests.some((r) => r.includes(`fieldSelector=spec.nodeName%3D${nodeName}`) && r.includes('watch=1')), 'pods watched with the node field selector');
+    t.ok(kube.requests.some((r) => r.includes(`fieldSelector=spec.nodeName%3D${nodeName}`) && r.includes('watch=true')), 'pods watched with the node field selector');
     const attached = agent.logs().filter((l) => l.msg === 'pod attached').map((l) => l.pod);
     t.notOk(attached.some((p) => String(p).includes('elsewhere') || String(p).includes('kube-proxy')), `not attached: another node's pod, a hostNetwork pod (${attached.join(', ')})`);
   });

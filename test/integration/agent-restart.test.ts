@@ -49,7 +49,9 @@ t.test('kill -9 and restart', { skip }, async (t) => {
       await first.waitFlows((ls) => finals(ls, { pod: web.name, port: 8080, clientPort: r1!.localPort }).length === 1, 10_000);
 
       // A connection that outlives the first agent: 10000 bytes now, 20000 after the restart.
-      const spanning = client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8081, bytes: 10_000, later: { afterMs: 4000, bytes: 20_000 } });
+      // The later send is on a clock, not a signal: leave the kill + restart ample time
+      // (on a loaded 2-core machine a restart took over 4 s), or the bytes cross unobserved.
+      const spanning = client(lab, app.ns, 'tcp-client', { host: web.ip4, port: 8081, bytes: 10_000, later: { afterMs: 9000, bytes: 20_000 } });
       const before = await first.waitFlows((ls) => ls.some((l) => l.server.port === 8081 && l.pod === web.name && !l.final), 10_000, 'the long connection classified');
       const early = before.find((l) => l.server.port === 8081 && l.pod === web.name)!;
       t.equal(early.bytes.toServer, 10_000, 'first agent: the bytes before the kill');
@@ -76,7 +78,7 @@ t.test('kill -9 and restart', { skip }, async (t) => {
       t.notOk(second.flows().some((l) => l.client.port === r1!.localPort), 'a flow the first agent reported is not reported again');
 
       const [rs] = await spanning;
-      const late = (await second.waitFlows((ls) => finals(ls, { pod: web.name, port: 8081, clientPort: rs!.localPort }).length === 1, 15_000))
+      const late = (await second.waitFlows((ls) => finals(ls, { pod: web.name, port: 8081, clientPort: rs!.localPort }).length === 1, 30_000))
         .find((l) => l.final && l.pod === web.name && l.client.port === rs!.localPort)!;
       t.equal(late.midstream, true, 'second agent: seen mid-stream');
       t.equal(late.bytes.toServer, 20_000, 'second agent: only the bytes after the restart');

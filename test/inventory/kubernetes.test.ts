@@ -171,16 +171,28 @@ t.test('inventory against the fake API server (@kubernetes/client-node)', async 
 
   kube.forbidden = true;
   kube.compact(); // the watches reconnect to a 403
-  await until(() => logs.filter((l) => /^RBAC: /.test(l.msg)).length === 2, 'a 403: one RBAC line for pods, one for services');
+  await until(() => logs.filter((l) => l.level === 40 && /^RBAC: /.test(l.msg)).length === 2, 'a 403: one RBAC line for pods, one for services');
   await new Promise((r) => setTimeout(r, 800)); // retries at 100, 200, 400 ms …
-  t.equal(logs.filter((l) => /^RBAC: /.test(l.msg)).length, 2, 'not repeated per retry');
-  t.match(logs.find((l) => /^RBAC: .*pods/.test(l.msg)), { level: 40, status: 403, detail: /forbidden/ });
+  t.equal(logs.filter((l) => l.level === 40 && /^RBAC: /.test(l.msg)).length, 2, 'not repeated per retry');
+  // A refused watch: client-node's Watch keeps the status, not the Status message.
+  t.match(logs.find((l) => /^RBAC: .*pods/.test(l.msg)), { level: 40, status: 403, detail: /forbidden/i });
   t.ok(logs.filter((l) => l.level === 20 && /^RBAC: .*pods/.test(l.msg)).length >= 2, 'retried with backoff');
   kube.forbidden = false;
   await until(() => logs.some((l) => l.msg === 'Kubernetes API answers: watching pods') && logs.some((l) => l.msg === 'Kubernetes API answers: watching services'), 'recovery logged per resource');
   kube.upsert('pods', mk('f', 'node-a', '10.244.1.3') as never);
   kube.remove('pods', 'default', 'c');
   await until(() => names().join() === 'default/e,default/f', 'watching again');
+});
+
+t.test('forbidden from the start: the list\'s Status message kept', async (t) => {
+  const kube = await FakeKube.start();
+  t.teardown(() => kube.close());
+  kube.forbidden = true;
+  const dir = t.testdir({});
+  const { inv, logs, until } = inventory(t, kube.kubeconfig(dir), fakeProc(dir, []));
+  await inv.start();
+  await until(() => logs.filter((l) => l.level === 40).length === 2, 'one line per resource');
+  t.match(logs.find((l) => /^RBAC: .*pods/.test(l.msg)), { status: 403, detail: /pods is forbidden: User "system:serviceaccount/ });
 });
 
 t.test('unreachable API server: one clear line, retried', async (t) => {

@@ -155,6 +155,7 @@ export class FakeKube {
       // "" or "0": any version; the server starts with synthetic ADDED events of the current state.
       const from = rvParam && rvParam !== '0' ? Number(rvParam) : undefined;
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.flushHeaders(); // the API server answers a watch at once, before any event
       if (from !== undefined && from < this.compacted) {
         const gone = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${from} (${this.compacted})`, reason: 'Expired', code: 410 };
         res.end(`${JSON.stringify({ type: 'ERROR', object: gone })}\n`);

@@ -211,7 +211,7 @@ export function scanNetns(procRoot: string, hostSysNet = '/sys/class/net'): Netn
   try {
     entries = readdirSync(procRoot);
   } catch (cause) {
-    throw new PlainsightError('PLAINSIGHT_ERR_INVENTORY_PROC', `cannot read ${procRoot}: mount the host's /proc there and run with hostPID`, { cause });
+    throw new PlainsightError('PLAINSIGHT_ERR_INVENTORY_PROC', `cannot read ${procRoot}: run with hostPID (the default /proc then lists every pid of the node), or point --proc-root at the host's /proc`, { cause });
   }
   for (const e of entries) {
     if (!/^\d+$/.test(e)) continue;
@@ -318,8 +318,15 @@ export function apiFailureMessage(resource: string, err: unknown, server: string
   return `cannot reach the Kubernetes API at ${server} to list ${resource} (${why}): check the API server and the node's network; the datapath keeps running`;
 }
 
-/** client-node's Watch, telling `onAnswer` when the API server accepted a watch (200). */
-class AnsweredWatch extends Watch {
+/**
+ * client-node's Watch, telling `onAnswer` when the API server accepted a watch (200), and
+ * closable: ListWatch.stop() aborts only the watch it already holds, so one still being
+ * opened (after a list or a retry in flight) is aborted here, and none is opened after.
+ */
+class InventoryWatch extends Watch {
+  private readonly open = new Set<AbortController>();
+  private closed = false;
+
   constructor(
     kc: KubeConfig,
     private readonly onAnswer: () => void,
@@ -328,14 +335,31 @@ class AnsweredWatch extends Watch {
   }
 
   override async watch(...[path, query, callback, done]: Parameters<Watch['watch']>): Promise<AbortController> {
+    if (this.closed) {
+      const none = new AbortController();
+      none.abort();
+      return none;
+    }
     let failed = false;
+    let ended = false;
+    let controller: AbortController | undefined;
     // A refused watch calls `done(err)` before watch() returns.
-    const controller = await super.watch(path, query, callback, (err: unknown) => {
+    controller = await super.watch(path, query, callback, (err: unknown) => {
       if (err) failed = true;
+      ended = true;
+      if (controller) this.open.delete(controller);
       done(err);
     });
-    if (!failed) this.onAnswer();
+    if (this.closed) controller.abort();
+    else if (!ended) this.open.add(controller);
+    if (!failed && !this.closed) this.onAnswer();
     return controller;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.open) c.abort();
+    this.open.clear();
   }
 }
 
@@ -366,6 +390,8 @@ export class KubernetesInventory {
   private apps: AppsV1Api | undefined;
   private batch: BatchV1Api | undefined;
   private readonly informers: { pods?: ListWatch<V1Pod>; services?: ListWatch<V1Service> } = {};
+  private readonly watches: InventoryWatch[] = [];
+  private readonly reads = new Set<Promise<void>>();
   private readonly failing: Partial<Record<Resource, { message: string; delayMs: number; timer?: NodeJS.Timeout }>> = {};
   private readonly owners = new Map<string, V1OwnerReference | null>();
   private readonly ownerFetches = new Set<string>();
@@ -403,7 +429,11 @@ export class KubernetesInventory {
     const fieldSelector = `spec.nodeName=${this.opts.node}`;
     const pods = this.informer<V1Pod>('pods', '/api/v1/pods', () => core.listPodForAllNamespaces({ fieldSelector }), fieldSelector);
     pods.on('change', (pod) => {
-      for (const o of ownerLookups(pod)) void this.fetchOwner(o.kind, o.namespace, o.name);
+      for (const o of ownerLookups(pod)) {
+        const read = this.fetchOwner(o.kind, o.namespace, o.name);
+        this.reads.add(read);
+        void read.finally(() => this.reads.delete(read));
+      }
       this.kick();
     });
     this.informers.pods = pods;
@@ -419,9 +449,11 @@ export class KubernetesInventory {
   /** A ListWatch (list, watch from its resourceVersion, relist on 410) restarted with backoff after an error. */
   private informer<T extends KubernetesObject>(resource: Resource, path: string, list: () => Promise<KubernetesListObject<T>>, fieldSelector?: string): ListWatch<T> {
     const answered = (): void => this.recovered(resource);
+    const watch = new InventoryWatch(this.kc!, answered);
+    this.watches.push(watch);
     const informer = new ListWatch<T>(
       path,
-      new AnsweredWatch(this.kc!, answered),
+      watch,
       async () => {
         const l = await list();
         answered();
@@ -596,6 +628,8 @@ export class KubernetesInventory {
     if (this.debounce) clearTimeout(this.debounce);
     for (const f of Object.values(this.failing)) if (f?.timer) clearTimeout(f.timer);
     await Promise.all([this.informers.pods?.stop(), this.informers.services?.stop()]);
+    for (const w of this.watches) w.close();
+    await Promise.allSettled([...this.reads]); // owner reads in flight end by themselves
   }
 }
 

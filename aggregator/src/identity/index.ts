@@ -17,6 +17,8 @@ export interface Identity {
 }
 
 export const EXTERNAL = 'external';
+/** Namespace of an intra-pod flow whose pod the reporting agent's inventory does not (yet) hold. */
+export const UNKNOWN_POD_NAMESPACE = 'unknown';
 
 /** Shared identities kept for this many external names (SNIs) before the cache starts over. */
 const MAX_EXTERNAL_NAMES = 10_000;
@@ -24,6 +26,10 @@ const MAX_EXTERNAL_NAMES = 10_000;
 export class IdentityResolver {
   private readonly byAgent = new Map<string, PodInfo[]>();
   private byIp = new Map<string, Identity>();
+  /** agentId → pod name → identity (intra-pod flows: the agent names the pod, loopback IPs say nothing). */
+  private byPod = new Map<string, Map<string, Identity>>();
+  /** Identities of pods an agent named but its inventory lacks, by agent + name (bounded like `external`). */
+  private readonly unknownPods = new Map<string, Identity>();
   private readonly external = new Map<string, Identity>();
 
   /** Replaces one agent's pods (its inventory is complete each time). */
@@ -58,15 +64,38 @@ export class IdentityResolver {
     return ext;
   }
 
+  /**
+   * The pod an agent reported an intra-pod (loopback) flow in: both ends are that pod.
+   * Never `external`: a pod the agent's inventory lacks is namespace "unknown", workload = its name.
+   */
+  resolvePod(agentId: string, pod: string, node: string): Identity {
+    const known = this.byPod.get(agentId)?.get(pod);
+    if (known) return known;
+    const key = `${agentId}\u0000${pod}`;
+    let id = this.unknownPods.get(key);
+    if (!id) {
+      if (this.unknownPods.size >= MAX_EXTERNAL_NAMES) this.unknownPods.clear();
+      id = { namespace: UNKNOWN_POD_NAMESPACE, workload: pod || 'unknown', pod, node };
+      this.unknownPods.set(key, id);
+    }
+    return id;
+  }
+
   private rebuild(): void {
     const m = new Map<string, Identity>();
-    for (const pods of this.byAgent.values()) {
+    const byPod = new Map<string, Map<string, Identity>>();
+    for (const [agentId, pods] of this.byAgent) {
+      const named = new Map<string, Identity>();
+      byPod.set(agentId, named);
       for (const p of pods) {
         const id: Identity = { namespace: p.namespace || 'default', workload: p.workload || p.name, pod: p.name, node: p.node };
         for (const ip of p.ips) m.set(ip, id);
+        // Same name in two namespaces on one node: the first keeps it (agents report the name only).
+        if (!named.has(p.name)) named.set(p.name, id);
       }
     }
     this.byIp = m;
+    this.byPod = byPod;
   }
 }
 

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { ReportRequest__Output } from '../../../proto/gen/types/plainsight/v1/ReportRequest.js';
 import type { FlowSummary__Output } from '../../../proto/gen/types/plainsight/v1/FlowSummary.js';
-import { EXTERNAL, type IdentityResolver } from '../identity/index.js';
+import { EXTERNAL, UNKNOWN_POD_NAMESPACE, type IdentityResolver } from '../identity/index.js';
 import type { AggregatorMetrics } from '../metrics/index.js';
 import { meshFromProto, nsToMs, num, transportFromProto, verdictFromProto, type Dir } from '../model.js';
 import type { Directional__Output } from '../../../proto/gen/types/plainsight/v1/Directional.js';
@@ -181,7 +181,9 @@ export class Ingest {
   }
 }
 
-const resolved = (f: StoredFlow): boolean => f.clientId.namespace !== EXTERNAL && f.serverId.namespace !== EXTERNAL;
+/** Intra-pod flows: resolved once the agent's inventory holds the pod (both ends are it). */
+const resolved = (f: StoredFlow): boolean =>
+  f.intraPod ? f.clientId.namespace !== UNKNOWN_POD_NAMESPACE : f.clientId.namespace !== EXTERNAL && f.serverId.namespace !== EXTERNAL;
 
 const ZERO: Dir = Object.freeze({ toServer: 0, toClient: 0 });
 
@@ -213,5 +215,7 @@ function decodeSummary(s: FlowSummary__Output): SummaryIn {
     firstSeenMs: nsToMs(s.firstSeenUnixNs),
     lastSeenMs: nsToMs(s.lastSeenUnixNs),
     final: s.final,
+    intraPod: s.intraPod,
+    pod: s.pod,
   };
 }

@@ -3,6 +3,11 @@
 // health. Gauges are computed at scrape time (collect()). Label sets of the two flow
 // counters are capped (maxSeries): a new label set past the cap is not created, and
 // plainsight_aggregator_series_overflow_total counts what was left out.
+//
+// Intra-pod flows (a pod's loopback: app ↔ sidecar, plaintext by design) are not on the
+// wire: they never count in plainsight_flows_total / plainsight_bytes_total (alerts and
+// coverage rules read those) but in plainsight_intra_pod_flows_total / _bytes_total, by
+// pod workload, capped the same way (their own maxSeries label sets).
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ActiveGroup, StoredFlow } from '../store/index.js';
@@ -20,6 +25,16 @@ export const FLOW_LABELS = [
 ] as const;
 export type FlowLabel = (typeof FLOW_LABELS)[number];
 export const ACTIVE_LABELS = ['src_namespace', 'dst_namespace', 'verdict'] as const;
+export const INTRA_POD_LABELS = ['namespace', 'workload', 'dst_port', 'verdict', 'protocol'] as const;
+export type IntraPodLabel = (typeof INTRA_POD_LABELS)[number];
+
+/** One label set's running totals (flows, bytes), copied into the counters at scrape time. */
+interface Series<L extends string> {
+  key: string;
+  labels: Record<L, string>;
+  flows: number;
+  bytes: number;
+}
 
 export interface MetricsSources {
   /** plainsight_active_flows groups (not ended, seen recently), kept up to date by the store. */
@@ -32,6 +47,8 @@ export class AggregatorMetrics {
   readonly registry = new Registry();
   readonly flowsTotal: Counter<FlowLabel>;
   readonly bytesTotal: Counter<FlowLabel>;
+  readonly intraPodFlowsTotal: Counter<IntraPodLabel>;
+  readonly intraPodBytesTotal: Counter<IntraPodLabel>;
   readonly lostSamples: Counter<'node'>;
   readonly batches: Counter<'result'>;
   readonly summaries: Counter;
@@ -43,7 +60,9 @@ export class AggregatorMetrics {
    * Label-set key → running totals of the two flow counters. Ingest adds to plain numbers
    * here (no label hashing per summary); the counters copy them at scrape time (collect()).
    */
-  private readonly series = new Map<string, { key: string; labels: Record<FlowLabel, string>; flows: number; bytes: number }>();
+  private readonly series = new Map<string, Series<FlowLabel>>();
+  /** The same for the two intra-pod counters. */
+  private readonly intraPodSeries = new Map<string, Series<IntraPodLabel>>();
 
   constructor(
     sources: MetricsSources,
@@ -51,6 +70,7 @@ export class AggregatorMetrics {
   ) {
     const registers = [this.registry];
     const series = this.series;
+    const intraPodSeries = this.intraPodSeries;
     this.flowsTotal = new Counter({
       name: 'plainsight_flows_total',
       help: 'Connections seen, by edge and verdict.',
@@ -69,6 +89,26 @@ export class AggregatorMetrics {
       collect() {
         this.reset();
         for (const s of series.values()) this.inc(s.labels, s.bytes);
+      },
+    });
+    this.intraPodFlowsTotal = new Counter({
+      name: 'plainsight_intra_pod_flows_total',
+      help: "Connections inside one pod (its loopback: app <-> sidecar), not on the wire; not in plainsight_flows_total.",
+      labelNames: INTRA_POD_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of intraPodSeries.values()) this.inc(s.labels, s.flows);
+      },
+    });
+    this.intraPodBytesTotal = new Counter({
+      name: 'plainsight_intra_pod_bytes_total',
+      help: 'Payload bytes (both directions) of connections inside one pod; not in plainsight_bytes_total.',
+      labelNames: INTRA_POD_LABELS,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of intraPodSeries.values()) this.inc(s.labels, s.bytes);
       },
     });
     new Gauge({
@@ -119,6 +159,10 @@ export class AggregatorMetrics {
 
   /** Counts a new flow; fixes its series (labels) for later byte increments. */
   countFlow(f: StoredFlow): void {
+    if (f.intraPod) {
+      this.countIntraPod(f);
+      return;
+    }
     // The key straight from the flow (the same values flowLabels() gives); the labels object only for a new series.
     const key = `${f.clientId.namespace}\u0000${f.clientId.workload}\u0000${f.serverId.namespace}\u0000${f.serverId.workload}\u0000${f.server.port}\u0000${f.verdict}\u0000${f.protocol || 'unknown'}\u0000${f.mesh}\u0000${f.tls?.version || 'none'}`;
     let s = this.series.get(key);
@@ -138,12 +182,34 @@ export class AggregatorMetrics {
 
   addBytes(f: StoredFlow, n: number): void {
     if (n <= 0) return;
-    const s = f.seriesKey === undefined ? undefined : this.series.get(f.seriesKey);
+    const s = f.seriesKey === undefined ? undefined : (f.intraPod ? this.intraPodSeries : this.series).get(f.seriesKey);
     if (!s) {
-      this.seriesOverflow.inc({ metric: 'plainsight_bytes_total' });
+      this.seriesOverflow.inc({ metric: f.intraPod ? 'plainsight_intra_pod_bytes_total' : 'plainsight_bytes_total' });
       return;
     }
     s.bytes += n;
+  }
+
+  /** plainsight_intra_pod_flows_total: the pod (both ends are it), server port, verdict, protocol. */
+  private countIntraPod(f: StoredFlow): void {
+    const key = `${f.serverId.namespace}\u0000${f.serverId.workload}\u0000${f.server.port}\u0000${f.verdict}\u0000${f.protocol || 'unknown'}`;
+    let s = this.intraPodSeries.get(key);
+    if (!s) {
+      if (this.intraPodSeries.size >= this.maxSeries) {
+        this.seriesOverflow.inc({ metric: 'plainsight_intra_pod_flows_total' });
+        return;
+      }
+      const labels: Record<IntraPodLabel, string> = {
+        namespace: f.serverId.namespace,
+        workload: f.serverId.workload,
+        dst_port: String(f.server.port),
+        verdict: f.verdict,
+        protocol: f.protocol || 'unknown',
+      };
+      this.intraPodSeries.set(key, (s = { key, labels, flows: 0, bytes: 0 }));
+    }
+    f.seriesKey = s.key;
+    s.flows++;
   }
 }
 

@@ -121,7 +121,8 @@ export function coverage(store: FlowStore, q: Filter, by: Grouping): { rows: Cov
     return r;
   };
   for (const f of store.iterate()) {
-    if (!matches(f, q)) continue;
+    // Coverage is about the wire: a pod's loopback (app ↔ sidecar) is not.
+    if (f.intraPod || !matches(f, q)) continue;
     const bytes = f.bytes.toServer + f.bytes.toClient;
     add(total, f, bytes);
     const c = f.clientId;
@@ -187,5 +188,6 @@ export function flowToProto(f: StoredFlow): Flow {
     verdictDisagreement: f.disagreement,
     observedVerdicts: f.observations.map((o) => verdictToProto(o.verdict ?? 'unknown')),
     ended: f.ended,
+    intraPod: f.intraPod,
   };
 }

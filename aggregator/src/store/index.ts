@@ -4,9 +4,13 @@
 // re-inserted), which gives ListFlows a stable order for paging and makes "oldest first"
 // eviction a walk from the front. Retention (last seen older than the window) is swept
 // periodically; past maxFlows the oldest are evicted at once. Both are counted.
+//
+// Intra-pod flows (seen on a pod's loopback: app ↔ sidecar) have the reporting pod on both
+// ends and join only within that pod (agent + pod name in the 5-tuple key): every pod's
+// loopback has the same 127.0.0.1 addresses. They are never active flows (on the wire).
 
 import type { TlsDetails__Output } from '../../../proto/gen/types/plainsight/v1/TlsDetails.js';
-import type { Identity, IdentityResolver } from '../identity/index.js';
+import { UNKNOWN_POD_NAMESPACE, type Identity, type IdentityResolver } from '../identity/index.js';
 import { clientCertificateName, mostCautious, type Dir, type Mesh, type Transport, type Verdict } from '../model.js';
 
 /** A flow summary after decoding (ingest has validated it). */
@@ -26,6 +30,9 @@ export interface SummaryIn {
   firstSeenMs: number;
   lastSeenMs: number;
   final: boolean;
+  /** Seen on a pod's loopback (app ↔ sidecar); `pod` names that pod in the agent's inventory. */
+  intraPod: boolean;
+  pod: string;
 }
 
 /** One agent's view of a flow: its own running totals (flat numbers: one object per observation). */
@@ -62,6 +69,10 @@ export interface StoredFlow {
   observations: Observation[];
   disagreement: boolean;
   ended: boolean;
+  /** On a pod's loopback: both ends are that pod; not on the wire (own metrics, not in coverage). */
+  intraPod: boolean;
+  /** Intra-pod flows: agent + pod name, part of the join key ('' otherwise). */
+  joinScope: string;
   /** Metric labels fixed when the flow was first counted (its series for bytes too; the series' own key string, shared). */
   seriesKey: string | undefined;
   /** The plainsight_active_flows group it is counted in, while active. */
@@ -257,11 +268,12 @@ export class FlowStore {
     if (flow) {
       for (const o of flow.observations) if (o.agentId === agentId && o.flowId === s.flowId) obs = o;
     } else {
-      const tuple = `${s.transport}|${s.client.ip}|${s.client.port}|${s.server.ip}|${s.server.port}`;
+      const scope = s.intraPod ? this.strings.str(`${agentId}\u0000${s.pod}`) : '';
+      const tuple = tupleKey(scope, s.transport, s.client, s.server);
       const cand = this.byTuple.get(tuple);
       if (cand && this.joinable(cand, agentId, s)) flow = cand;
       else {
-        flow = this.create(s);
+        flow = this.create(s, scope, agentId, node);
         created = true;
         this.byTuple.set(tuple, flow);
       }
@@ -351,14 +363,16 @@ export class FlowStore {
     return n;
   }
 
-  private create(s: SummaryIn): StoredFlow {
+  private create(s: SummaryIn, joinScope: string, agentId: string, node: string): StoredFlow {
+    // Intra-pod: the loopback addresses say nothing; the reporting agent named the pod.
+    const podId = s.intraPod ? this.identity.resolvePod(agentId, s.pod, node) : undefined;
     const f: StoredFlow = {
       seq: this.nextSeq++,
       transport: s.transport,
       client: { ip: this.strings.str(s.client.ip), port: s.client.port },
       server: { ip: this.strings.str(s.server.ip), port: s.server.port },
-      clientId: this.identity.resolve(s.client.ip),
-      serverId: this.identity.resolve(s.server.ip, s.tls?.sni),
+      clientId: podId ?? this.identity.resolve(s.client.ip),
+      serverId: podId ?? this.identity.resolve(s.server.ip, s.tls?.sni),
       verdict: s.verdict ?? 'unknown',
       protocol: this.strings.str(s.protocol),
       upgradedFrom: this.strings.str(s.upgradedFrom),
@@ -372,6 +386,8 @@ export class FlowStore {
       observations: [],
       disagreement: false,
       ended: false,
+      intraPod: s.intraPod,
+      joinScope,
       seriesKey: undefined,
       activeGroup: undefined,
     };
@@ -391,9 +407,19 @@ export class FlowStore {
     return f;
   }
 
-  /** An inventory may arrive after the first summary: re-resolve ends still `external`. */
+  /** An inventory may arrive after the first summary: re-resolve ends still `external` (intra-pod: a pod still unknown). */
   reresolve(f: StoredFlow): void {
     let changed = false;
+    if (f.intraPod) {
+      if (f.clientId.namespace !== UNKNOWN_POD_NAMESPACE) return;
+      const o = f.observations[0];
+      if (!o) return;
+      const id = this.identity.resolvePod(o.agentId, f.clientId.pod, o.node);
+      if (id === f.clientId) return;
+      f.clientId = f.serverId = id;
+      this.indexNamespaces(f);
+      return;
+    }
     if (f.clientId.namespace === 'external') {
       const id = this.identity.resolve(f.client.ip);
       if (id.namespace !== f.clientId.namespace) changed = true;
@@ -468,6 +494,8 @@ export class FlowStore {
   }
 
   private setActive(f: StoredFlow, active: boolean): void {
+    // plainsight_active_flows counts connections on the wire: never a pod's loopback.
+    if (f.intraPod) return;
     const cur = f.activeGroup;
     // The common case (an update that changes nothing here) allocates nothing.
     if (active && cur && cur.srcNamespace === f.clientId.namespace && cur.dstNamespace === f.serverId.namespace && cur.verdict === f.verdict) return;
@@ -492,7 +520,13 @@ export class FlowStore {
         if (ofAgent.size === 0) this.byObservation.delete(o.agentId);
       }
     }
-    const tuple = `${f.transport}|${f.client.ip}|${f.client.port}|${f.server.ip}|${f.server.port}`;
+    const tuple = tupleKey(f.joinScope, f.transport, f.client, f.server);
     if (this.byTuple.get(tuple) === f) this.byTuple.delete(tuple);
   }
+}
+
+/** The join key: the 5-tuple, scoped to the pod for intra-pod flows (every pod's loopback looks alike). */
+function tupleKey(scope: string, transport: Transport, client: { ip: string; port: number }, server: { ip: string; port: number }): string {
+  const t = `${transport}|${client.ip}|${client.port}|${server.ip}|${server.port}`;
+  return scope === '' ? t : `${scope}|${t}`;
 }

@@ -41,6 +41,12 @@ export interface Flow {
    */
   'observedVerdicts'?: (_plainsight_v1_Verdict)[];
   'ended'?: (boolean);
+  /**
+   * Seen on a pod's loopback (app <-> sidecar inside one pod, e.g. a mesh proxy's plaintext
+   * leg): client and server are both that pod. Not on the wire: not in coverage nor in
+   * plainsight_flows_total / plainsight_bytes_total (see plainsight_intra_pod_*).
+   */
+  'intraPod'?: (boolean);
 }
 
 /**
@@ -75,4 +81,10 @@ export interface Flow__Output {
    */
   'observedVerdicts': (_plainsight_v1_Verdict__Output)[];
   'ended': (boolean);
+  /**
+   * Seen on a pod's loopback (app <-> sidecar inside one pod, e.g. a mesh proxy's plaintext
+   * leg): client and server are both that pod. Not on the wire: not in coverage nor in
+   * plainsight_flows_total / plainsight_bytes_total (see plainsight_intra_pod_*).
+   */
+  'intraPod': (boolean);
 }

@@ -12,14 +12,16 @@ import type { WatchFlowsResponse as _plainsight_v1_WatchFlowsResponse, WatchFlow
 
 export interface FlowServiceClient extends grpc.Client {
   /**
-   * Encrypted vs plaintext bytes and connections, grouped.
+   * Encrypted vs plaintext bytes and connections, grouped. Flows on the wire only:
+   * intra-pod flows (Flow.intra_pod, a pod's loopback) are left out.
    */
   GetCoverage(argument: _plainsight_v1_GetCoverageRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
   GetCoverage(argument: _plainsight_v1_GetCoverageRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
   GetCoverage(argument: _plainsight_v1_GetCoverageRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
   GetCoverage(argument: _plainsight_v1_GetCoverageRequest, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * Encrypted vs plaintext bytes and connections, grouped.
+   * Encrypted vs plaintext bytes and connections, grouped. Flows on the wire only:
+   * intra-pod flows (Flow.intra_pod, a pod's loopback) are left out.
    */
   getCoverage(argument: _plainsight_v1_GetCoverageRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
   getCoverage(argument: _plainsight_v1_GetCoverageRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_plainsight_v1_GetCoverageResponse__Output>): grpc.ClientUnaryCall;
@@ -58,7 +60,8 @@ export interface FlowServiceClient extends grpc.Client {
 
 export interface FlowServiceHandlers extends grpc.UntypedServiceImplementation {
   /**
-   * Encrypted vs plaintext bytes and connections, grouped.
+   * Encrypted vs plaintext bytes and connections, grouped. Flows on the wire only:
+   * intra-pod flows (Flow.intra_pod, a pod's loopback) are left out.
    */
   GetCoverage: grpc.handleUnaryCall<_plainsight_v1_GetCoverageRequest__Output, _plainsight_v1_GetCoverageResponse>;
   
