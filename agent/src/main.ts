@@ -1,5 +1,5 @@
 // Runs the agent until SIGTERM/SIGINT: logs (pino, JSON) on stderr, flow summaries (jsonl)
-// on stdout. A second signal while closing exits at once.
+// on stdout. Stops when `stopped` resolves (cli/signals.ts).
 
 import pino, { type Logger } from 'pino';
 import { Agent, type AgentConfig } from './agent.js';
@@ -10,8 +10,8 @@ export function agentLogger(level = process.env.PLAINSIGHT_LOG_LEVEL ?? 'info'):
   return pino({ name: 'plainsight-agent', level }, pino.destination({ dest: 2, sync: true }));
 }
 
-/** Resolves with the exit code once the agent stopped (after a signal). */
-export async function runAgent(config: AgentConfig, log: Logger = agentLogger()): Promise<number> {
+/** Resolves with the exit code once `stopped` resolved (a signal) and the agent closed. */
+export async function runAgent(config: AgentConfig, stopped: Promise<NodeJS.Signals>, log: Logger = agentLogger()): Promise<number> {
   // Lines are batched and written once per tick: one write per line would cost more
   // than building it when thousands of flows end at once.
   let pending: string[] = [];
@@ -35,17 +35,7 @@ export async function runAgent(config: AgentConfig, log: Logger = agentLogger())
         }
       : (): void => undefined;
   const agent = await Agent.start(config, log, write);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.removeListener('SIGTERM', on);
-      process.removeListener('SIGINT', on);
-      process.once('SIGTERM', () => process.exit(143));
-      process.once('SIGINT', () => process.exit(130));
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await stopped;
   log.info({ signal }, 'stopping');
   await agent.close();
   flush();

@@ -1,5 +1,5 @@
 // Runs the aggregator until SIGTERM/SIGINT. Logs: pino JSON on stdout (state changes
-// only, never per flow). A second signal while closing exits at once.
+// only, never per flow). Stops when `stopped` resolves (cli/signals.ts).
 
 import pino, { type Logger } from 'pino';
 import type { AggregatorConfig } from './config.js';
@@ -9,20 +9,10 @@ export function aggregatorLogger(level = process.env.PLAINSIGHT_LOG_LEVEL ?? 'in
   return pino({ name: 'plainsight-aggregator', level }, pino.destination({ dest: 1, sync: true }));
 }
 
-/** Resolves with the exit code once the aggregator stopped (after a signal). */
-export async function runAggregator(config: AggregatorConfig, log: Logger = aggregatorLogger()): Promise<number> {
+/** Resolves with the exit code once `stopped` resolved (a signal) and the aggregator closed. */
+export async function runAggregator(config: AggregatorConfig, stopped: Promise<NodeJS.Signals>, log: Logger = aggregatorLogger()): Promise<number> {
   const agg = await startAggregator(config, log);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.removeListener('SIGTERM', on);
-      process.removeListener('SIGINT', on);
-      process.once('SIGTERM', () => process.exit(143));
-      process.once('SIGINT', () => process.exit(130));
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
+  const signal = await stopped;
   log.info({ signal }, 'stopping');
   await agg.close();
   log.info({ flows: agg.store.size }, 'stopped');

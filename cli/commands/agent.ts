@@ -9,6 +9,7 @@ import { PlainsightError } from '../../agent/src/errors.js';
 import { runAgent } from '../../agent/src/main.js';
 import { parseListenAddr } from '../../agent/src/metrics.js';
 import { parse } from '../args.js';
+import { untilStopSignal } from '../signals.js';
 
 const HELP = `Usage: plainsight agent [--mode local|kubernetes] [--aggregator HOST:PORT] [--netns NAME...]
                         [--interface IF...] [--metrics-addr :9101] [--output jsonl|none]
@@ -172,5 +173,5 @@ export async function runAgentCommand(argv: string[]): Promise<number> {
   }
   // Set before the flow table grows; V8 reads this heuristic at run time.
   if (config.lowMemory) v8.setFlagsFromString('--optimize-for-size');
-  return runAgent(config);
+  return runAgent(config, untilStopSignal());
 }

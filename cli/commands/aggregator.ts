@@ -2,6 +2,7 @@
 //  [--max-flows N] [--tls-cert F --tls-key F --tls-ca F] [--token-file F] [--data-dir DIR]`
 
 import { parse } from '../args.js';
+import { untilStopSignal } from '../signals.js';
 import { PlainsightError } from '../../agent/src/errors.js';
 import { DEFAULT_AGGREGATOR_CONFIG, parseDurationMs, parseHostPort, type AggregatorConfig } from '../../aggregator/src/config.js';
 
@@ -84,5 +85,5 @@ export async function runAggregatorCommand(argv: string[]): Promise<number> {
   if (values['token-file']) c.tokenFile = values['token-file'];
   if (values['data-dir']) c.dataDir = values['data-dir'];
   const { runAggregator } = await import('../../aggregator/src/main.js');
-  return runAggregator(c);
+  return runAggregator(c, untilStopSignal());
 }

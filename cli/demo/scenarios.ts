@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { demoCerts, type CertFiles } from './certs.js';
+import { nginxConfig } from './nginx.js';
 import type { DemoLab, Pod, Proc } from './lab.js';
 
 export const PEER = fileURLToPath(new URL('./peer.js', import.meta.url));
@@ -201,34 +202,7 @@ let certs: { server: CertFiles; client: CertFiles } | undefined;
 async function startNginx(lab: DemoLab, ns: string, host: string, c: CertFiles): Promise<void> {
   const prefix = lab.path('nginx');
   mkdirSync(prefix, { recursive: true });
-  writeFileSync(
-    join(prefix, 'nginx.conf'),
-    `daemon off;
-master_process on;
-worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
-  server {
-    listen ${host}:443 ssl;
-    ssl_certificate ${c.cert};
-    ssl_certificate_key ${c.key};
-    ssl_client_certificate ${c.ca};
-    ssl_verify_client on;
-    ssl_protocols TLSv1.2;
-    ssl_session_tickets off;
-    location / { return 200 "ok\\n"; }
-  }
-}
-`,
-  );
+  writeFileSync(join(prefix, 'nginx.conf'), nginxConfig({ prefix, listen: [host], port: 443, certs: c, verifyClient: true, protocols: 'TLSv1.2' }));
   const p = lab.exec(ns, ['nginx', '-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'], { name: 'nginx' });
   await lab.waitListen(ns, 443, p);
 }
