@@ -23,6 +23,13 @@ export const CLIENT_HELP = `  --aggregator HOST:PORT  the aggregator's gRPC addr
 /** Unary calls fail after this long. */
 export const DEADLINE_MS = 15_000;
 
+/**
+ * `flows --follow` has no deadline (it watches until Ctrl-C): keepalive pings notice an
+ * aggregator that stopped answering (hung, or its node gone) and the watch fails with
+ * PLAINSIGHT_ERR_GRPC_UNAVAILABLE instead of waiting forever.
+ */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 };
+
 export interface ClientValues {
   aggregator?: string;
   'token-file'?: string;
@@ -63,7 +70,7 @@ export function queryClient(v: ClientValues, command: string): QueryClient {
     };
     creds = grpc.credentials.createSsl(read(v['tls-ca']!), read(v['tls-key']!), read(v['tls-cert']!));
   }
-  const client = new proto.plainsight.v1.FlowService(address, creds);
+  const client = new proto.plainsight.v1.FlowService(address, creds, CHANNEL_OPTIONS);
   return { client, metadata, address, close: () => client.close() };
 }
 

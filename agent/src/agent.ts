@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Attachment, AttachMode } from './bpf/flow.js';
 import { FlowProgram } from './bpf/flow.js';
-import { requireBpfEnvironment } from './bpf/environment.js';
+import { agentPrivilegeNeeds, requireBpfEnvironment } from './bpf/environment.js';
 import type { RingBufferReader } from './capture/ringbuf.js';
 import { FlowTracker, type AgentFlowJson, type ObservationPoint } from './capture/tracker.js';
 import { classifierFaults } from './classify/index.js';
@@ -105,6 +105,9 @@ interface PodState {
 
 type Closer = { what: string; close: () => void | Promise<void> };
 
+/** Time a ring buffer read inside a drain may take (the ring's own timer reads the rest). */
+const PUMP_MS = 5;
+
 export class Agent {
   readonly log: Logger;
   readonly metrics: AgentMetrics;
@@ -116,6 +119,8 @@ export class Agent {
   private watcher: NetnsWatcher | undefined;
   private k8s: KubernetesInventory | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  /** The next slice of a drain that ran out of its budget (FlowTracker.more). */
+  private moreWork: NodeJS.Immediate | undefined;
   private readonly burstGc = new BurstGc();
   private readonly closers: Closer[] = [];
   private readonly pods = new Map<string, PodState>();
@@ -124,6 +129,7 @@ export class Agent {
   private podByIp = new Map<string, string>();
   private lastStats = { samples_lost: 0, map_insert_fail: 0 };
   private lastRing = { budgetExhausted: 0, records: 0 };
+  private lastDropped = 0;
   private fill = 0;
   private running = false;
   private closing: Promise<void> | undefined;
@@ -145,13 +151,14 @@ export class Agent {
         return n;
       },
       pods: () => this.pods.size,
+      exporter: () => this.exporter?.stats,
     });
     this.closers.push({ what: 'metrics', close: () => this.metrics.close() });
   }
 
   /** Starts, or closes what it opened and throws (a PlainsightError with one actionable line). */
   static async start(config: AgentConfig, log: Logger, write: (line: AgentFlowJson) => void): Promise<Agent> {
-    requireBpfEnvironment();
+    requireBpfEnvironment(agentPrivilegeNeeds(config));
     const agent = new Agent(config, log, write);
     try {
       await agent.open();
@@ -195,7 +202,13 @@ export class Agent {
     log.info({ maxFlows: c.maxFlows, ringBytes: c.ringBytes, samplesPerDirection: c.samplesPerDirection }, 'eBPF programs loaded');
 
     const tracker = new FlowTracker(
-      { samplesPerDirection: c.samplesPerDirection, idleTimeoutMs: c.idleTimeoutMs, closedTimeoutMs: Math.min(c.idleTimeoutMs, 2 * c.drainIntervalMs + 500), classifyAfterMs: c.classifyAfterMs },
+      {
+        samplesPerDirection: c.samplesPerDirection,
+        idleTimeoutMs: c.idleTimeoutMs,
+        closedTimeoutMs: Math.min(c.idleTimeoutMs, 2 * c.drainIntervalMs + 500),
+        classifyAfterMs: c.classifyAfterMs,
+        maxFlows: c.maxFlows,
+      },
       {
         resolve: (ifindex) => this.points.get(ifindex),
         podOf: (ip) => this.podByIp.get(ip),
@@ -205,7 +218,8 @@ export class Agent {
           this.exporter?.add(line);
           this.write(line);
         },
-        pump: () => this.ring?.drain(),
+        // Short: a pump runs inside a drain slice, whose own budget it spends.
+        pump: () => this.ring?.drain(undefined, PUMP_MS),
         onClassify: (s) => this.metrics.classifySeconds.observe(s),
         onEviction: () => {
           this.metrics.evictions.inc();
@@ -303,6 +317,8 @@ export class Agent {
       if (names.has(name)) continue;
       this.detachPod(st);
       this.pods.delete(name);
+      // Flows in flight keep their point object; the index must not keep gone pods alive.
+      for (const [ifindex, p] of this.points) if (p.pod === name) this.points.delete(ifindex);
       log.info({ pod: name }, 'namespace gone: pod detached');
     }
     const byIp = new Map<string, string>();
@@ -407,6 +423,8 @@ export class Agent {
     const tracker = this.tracker;
     if (!flow || !tracker) return;
     const end = this.metrics.drainSeconds.startTimer();
+    clearImmediate(this.moreWork); // this drain starts over from a fresh read
+    this.moreWork = undefined;
     try {
       this.ring?.drain();
       const stats = flow.readStats();
@@ -428,7 +446,7 @@ export class Agent {
         if (rs.records > this.lastRing.records) this.metrics.samples.inc(rs.records - this.lastRing.records);
         this.lastRing = { budgetExhausted: rs.budgetExhausted, records: rs.records };
       }
-      let entries = 0;
+      let entries = -1; // stays -1 when the tracker is still visiting its last read
       const expired = tracker.drain(
         (visit) => {
           entries = flow.visitFlows(visit);
@@ -436,13 +454,35 @@ export class Agent {
         Number(process.hrtime.bigint()),
         this.fill,
       );
-      this.fill = entries / this.config.maxFlows;
+      if (entries >= 0) this.fill = entries / this.config.maxFlows;
+      const dropped = tracker.stats.samplesDropped - this.lastDropped;
+      if (dropped > 0) this.metrics.samplesDropped.inc(dropped);
+      this.lastDropped = tracker.stats.samplesDropped;
       for (const raw of expired) flow.deleteFlow(raw);
       this.burstGc.after(tracker.stats.classified);
+      if (tracker.behind) this.moreWork = setImmediate(() => this.drainMore());
     } catch (err) {
       this.log.error({ err, component: 'capture' }, 'drain failed');
     } finally {
       end();
+    }
+  }
+
+  /**
+   * The rest of a drain's work, one slice per event-loop turn, so that a backlog (more
+   * churn than this agent's CPU share handles) delays /healthz, /metrics and the ring
+   * reader by one slice, not by the whole backlog. Stops when done or the next drain starts.
+   */
+  private drainMore(): void {
+    this.moreWork = undefined;
+    const flow = this.flow;
+    const tracker = this.tracker;
+    if (!flow || !tracker || this.closing) return;
+    try {
+      for (const raw of tracker.more()) flow.deleteFlow(raw);
+      if (tracker.behind) this.moreWork = setImmediate(() => this.drainMore());
+    } catch (err) {
+      this.log.error({ err, component: 'capture' }, 'drain failed');
     }
   }
 
@@ -457,6 +497,9 @@ export class Agent {
       incomplete: t?.incomplete ?? 0,
       lostSamples: this.lastStats.samples_lost,
       classifierFaults: classifierFaults.count,
+      // The export buffer's bound at work (aggregator away too long): what never left.
+      exportDroppedBatches: this.exporter?.stats.droppedBatches ?? 0,
+      exportDroppedFlows: this.exporter?.stats.droppedFlows ?? 0,
     };
   }
 
@@ -468,9 +511,12 @@ export class Agent {
     this.closing ??= (async () => {
       this.running = false;
       clearInterval(this.drainTimer);
+      clearImmediate(this.moreWork);
       if (opts.report !== false && this.tracker && this.flow) {
         for (let i = 0; i < 16 && (this.ring?.pending() ?? 0) > 0; i++) this.ring?.drain();
         this.drainTick();
+        // A backlog: finish that drain's slices now, so final lines carry its counters.
+        while (this.tracker.behind) this.tracker.more();
         this.tracker.finalizeAll();
       }
       const errors: unknown[] = [];

@@ -13,7 +13,7 @@ export const ERRORS = {
   PLAINSIGHT_ERR_BPF_LIBBPF_MISSING: { exit: 1, hint: 'install libbpf 1.x (Debian/Ubuntu: `apt-get install libbpf1`)' },
   PLAINSIGHT_ERR_BPF_NOT_ROOT: {
     exit: 1,
-    hint: 'run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (plus CAP_SYS_ADMIN to enter pod network namespaces)',
+    hint: 'run as root, or grant CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_NET_RAW (CAP_BPF + CAP_PERFMON instead of CAP_SYS_ADMIN when no pod namespace is entered; CAP_SYS_PTRACE in Kubernetes mode)',
   },
   PLAINSIGHT_ERR_BPF_NO_BTF: {
     exit: 1,
@@ -51,6 +51,7 @@ export const ERRORS = {
   },
   PLAINSIGHT_ERR_AGG_TOKEN: { exit: 1, hint: 'give --token-file a readable file holding one non-empty line' },
   PLAINSIGHT_ERR_AGG_DATA_DIR: { exit: 1, hint: 'give --data-dir a directory plainsight may create and write' },
+  PLAINSIGHT_ERR_AGG_WAL_WRITE: { exit: 1, hint: 'free space in --data-dir (or fix its permissions); batches are refused, and agents resend them, until the ingest log can be written' },
   PLAINSIGHT_ERR_GRPC_UNAVAILABLE: {
     exit: 1,
     hint: 'check that the aggregator runs and listens there (`plainsight aggregator --grpc-addr`), or pass --aggregator HOST:PORT',

@@ -7,18 +7,22 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { PlainsightError } from './errors.js';
+import type { ExporterStats } from './export/index.js';
 
 export interface GaugeSources {
   flowsTracked(): number;
   mapFillRatio(): number;
   attachments(): { tcx: number; clsact: number; socket: number };
   pods(): number;
+  /** The exporter's counters, when the agent reports to an aggregator. */
+  exporter?(): ExporterStats | undefined;
 }
 
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly loopDelay: IntervalHistogram;
   readonly lostSamples: Counter;
+  readonly samplesDropped: Counter;
   readonly samples: Counter;
   readonly attachFailures: Counter<'kind'>;
   readonly evictions: Counter;
@@ -66,13 +70,25 @@ export class AgentMetrics {
         this.set(src.pods());
       },
     });
+    // One histogram window per scrape: p99 and max are read together, then it restarts
+    // (prom-client collects in registration order, so the max gauge sees this window).
+    let lagMaxNs = 0;
     new Gauge({
       name: 'plainsight_agent_event_loop_lag_seconds',
       help: 'Event loop delay of the agent, p99 over the last scrape interval.',
       registers,
       collect() {
         this.set(loop.percentile(99) / 1e9);
+        lagMaxNs = loop.max;
         loop.reset();
+      },
+    });
+    new Gauge({
+      name: 'plainsight_agent_event_loop_lag_max_seconds',
+      help: 'Event loop delay of the agent, maximum over the last scrape interval.',
+      registers,
+      collect() {
+        this.set(lagMaxNs / 1e9);
       },
     });
     new Gauge({
@@ -88,9 +104,27 @@ export class AgentMetrics {
         this.set({ kind: 'external' }, m.external + m.arrayBuffers);
       },
     });
+    // The exporter keeps its own counts; these copy them at scrape time.
+    const exp = (pick: (s: ExporterStats) => number) =>
+      function collect(this: Gauge | Counter): void {
+        const s = src.exporter?.();
+        if (!s) return;
+        this.reset();
+        if (this instanceof Gauge) this.set(pick(s));
+        else this.inc(pick(s));
+      };
+    new Counter({ name: 'plainsight_agent_export_reconnects_total', help: 'Times the aggregator stream was lost (error, end, or no acknowledgement in time) and reopened.', registers, collect: exp((s) => s.reconnects) });
+    new Counter({ name: 'plainsight_agent_export_dropped_batches_total', help: 'Batches dropped because the export buffer was full (the aggregator is away or throttling).', registers, collect: exp((s) => s.droppedBatches) });
+    new Gauge({ name: 'plainsight_agent_export_queued_batches', help: 'Batches waiting for an acknowledgement.', registers, collect: exp((s) => s.queued) });
+    new Gauge({ name: 'plainsight_agent_export_connected', help: '1 while the aggregator stream is open.', registers, collect: exp((s) => (s.connected ? 1 : 0)) });
     this.lostSamples = new Counter({
       name: 'plainsight_agent_lost_samples_total',
       help: 'Handshake samples the kernel could not queue (ring buffer full).',
+      registers,
+    });
+    this.samplesDropped = new Counter({
+      name: 'plainsight_agent_samples_dropped_total',
+      help: 'Handshake samples read but dropped: the flow table was full (--max-flows) because the agent fell behind.',
       registers,
     });
     this.samples = new Counter({ name: 'plainsight_agent_samples_total', help: 'Handshake samples read from the ring buffer.', registers });
@@ -158,9 +192,15 @@ export class MetricsServer {
     readonly address: AddressInfo,
   ) {}
 
-  static async listen(registry: Registry, addr: string, healthy: () => boolean): Promise<MetricsServer> {
+  /**
+   * Slowloris: request headers must arrive within `headersTimeoutMs` (default 10 s, checked
+   * every second), a connection silent for twice that closes, idle keep-alive after 5 s,
+   * at most `maxConnections` (default 1024) open.
+   */
+  static async listen(registry: Registry, addr: string, healthy: () => boolean, limits: { headersTimeoutMs?: number; maxConnections?: number } = {}): Promise<MetricsServer> {
     const { host, port } = parseListenAddr(addr);
-    const server = http.createServer((req, res) => {
+    const t = limits.headersTimeoutMs ?? 10_000;
+    const server = http.createServer({ headersTimeout: t, requestTimeout: 2 * t, keepAliveTimeout: 5000, connectionsCheckingInterval: Math.min(1000, t) }, (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405).end();
@@ -176,6 +216,8 @@ export class MetricsServer {
         res.writeHead(404).end();
       }
     });
+    server.maxConnections = limits.maxConnections ?? 1024;
+    server.setTimeout(2 * t, (socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
         reject(

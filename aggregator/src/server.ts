@@ -17,7 +17,9 @@ import { PlainsightError } from '../../agent/src/errors.js';
 import { parseHostPort, type AggregatorConfig } from './config.js';
 import { IdentityResolver } from './identity/index.js';
 import { Ingest, InvalidBatch } from './ingest/index.js';
-import { Wal } from './ingest/wal.js';
+import { Wal, WalWriteError } from './ingest/wal.js';
+import { AgentRateLimiter } from './ingest/rate-limit.js';
+import { GrpcConnectionGuard } from './guard.js';
 import { decodeReport, encodeReport } from './ingest/decode.js';
 import { AggregatorMetrics } from './metrics/index.js';
 import { nsToMs, num } from './model.js';
@@ -43,11 +45,15 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
   const identity = new IdentityResolver();
   const store = new FlowStore({ retentionMs: config.retentionMs, maxFlows: config.maxFlows }, identity);
   let ingest!: Ingest;
+  let guard: GrpcConnectionGuard | undefined;
+  let httpConnections = 0;
   const metrics = new AggregatorMetrics(
     {
       activeGroups: () => store.active.values(),
       agentsConnected: () => ingest.connectedAgents,
       storedFlows: () => store.size,
+      openConnections: () => ({ grpc: guard?.connections ?? 0, http: httpConnections }),
+      walBytes: () => ingest.wal?.bytes ?? 0,
     },
     config.maxSeries,
   );
@@ -73,24 +79,47 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
     if (config.dataDir) {
       const dir = config.dataDir;
       let replayed = 0;
+      const walLog = log.child({ component: 'wal' });
+      let wal: Wal;
       try {
-        const wal = Wal.open(dir, (rec) => {
-          ingest.apply(decodeReport(rec) as ReportRequest__Output, true);
-          replayed++;
-        });
+        wal = Wal.open(
+          dir,
+          {
+            maxBytes: config.walMaxBytes,
+            retentionMs: config.retentionMs,
+            onDelete: (reason, segments, bytes) => {
+              metrics.walSegmentsDeleted.inc({ reason }, segments);
+              // Size: acknowledged history no longer replayed (retention: the store had forgotten it).
+              walLog[reason === 'size' ? 'warn' : 'info']({ reason, segments, bytes, walMaxBytes: config.walMaxBytes }, 'ingest log segments deleted');
+            },
+          },
+          (rec) => {
+            ingest.apply(decodeReport(rec) as ReportRequest__Output, true);
+            replayed++;
+          },
+        );
         ingest.wal = wal;
         closers.push(() => wal.close());
       } catch (cause) {
         throw new PlainsightError('PLAINSIGHT_ERR_AGG_DATA_DIR', `cannot open the ingest log in ${dir}: ${(cause as Error).message}`, { cause });
       }
-      if (replayed > 0) log.info({ batches: replayed, flows: store.size, dataDir: dir }, 'replayed ingest log');
+      const r = wal.replayStats;
+      if (r.tornBytes > 0) walLog.warn({ tornBytes: r.tornBytes }, 'ingest log: a torn last record cut off (a write interrupted by a crash; never acknowledged)');
+      if (replayed > 0) log.info({ batches: replayed, flows: store.size, dataDir: dir, segments: r.segments, bytes: r.bytes, ms: Math.round(r.ms) }, 'replayed ingest log');
     }
 
     ingest.flushPending(Infinity);
+    const limiter = new AgentRateLimiter(config.agentRateLimit, config.agentRateBurst ?? config.agentRateLimit * 2);
     const sweep = setInterval(() => {
       const now = Date.now();
       store.sweep(now);
       ingest.expireInventories(now);
+      try {
+        ingest.wal?.prune();
+      } catch (err) {
+        log.warn({ err }, 'cannot delete an old ingest log segment');
+      }
+      limiter.sweep(now);
     }, SWEEP_INTERVAL_MS);
     sweep.unref();
     const flush = setInterval(() => ingest.flushPending(), 500);
@@ -100,18 +129,25 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
       clearInterval(flush);
     });
 
+    const g = (guard = new GrpcConnectionGuard({
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      maxConnections: config.maxConnections,
+      onClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
+    }));
     const server = new grpc.Server({
       'grpc.max_receive_message_length': config.maxMessageBytes,
       'grpc.max_send_message_length': 64 << 20,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': config.keepaliveMs,
+      'grpc.keepalive_timeout_ms': Math.min(10_000, Math.ceil(config.keepaliveMs / 3)),
       'grpc.keepalive_permit_without_calls': 1,
-      'grpc.max_connection_idle_ms': 10 * 60_000,
+      'grpc.max_connection_idle_ms': config.connectionIdleTimeoutMs,
+      'grpc.max_concurrent_streams': config.maxStreamsPerConnection,
+      interceptors: [g.interceptor],
     });
     // IngestService as generated, but Report's requests decoded by the ingest decoder
     // (same descriptor and wire format, without proto-loader's object conversion).
     const ingestService = proto.plainsight.v1.IngestService.service;
-    server.addService({ ...ingestService, Report: { ...ingestService.Report, requestDeserialize: decodeReport } } as grpc.ServiceDefinition, ingestHandlers(ingest, log));
+    server.addService({ ...ingestService, Report: { ...ingestService.Report, requestDeserialize: decodeReport } } as grpc.ServiceDefinition, ingestHandlers(ingest, limiter, metrics, config.ingestIdleTimeoutMs, log));
     server.addService(proto.plainsight.v1.FlowService.service, flowHandlers(store, token));
     const health = new HealthImplementation({ '': 'SERVING', [INGEST_SERVICE]: 'SERVING', [FLOW_SERVICE]: 'SERVING' });
     health.addToServer(server);
@@ -119,17 +155,8 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
 
     const grpcAddr = parseHostPort(config.grpcAddr);
     if (!grpcAddr) throw new PlainsightError('PLAINSIGHT_ERR_USAGE', `--grpc-addr wants HOST:PORT or :PORT, not "${config.grpcAddr}"`);
-    const bind = (host: string): Promise<number> =>
-      new Promise<number>((resolve, reject) => {
-        server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${grpcAddr.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port)));
-      });
     let grpcPort: number;
-    try {
-      // ":PORT": every address, IPv6 and IPv4 (dual stack); IPv4 only where IPv6 is off.
-      grpcPort = await (grpcAddr.host ? bind(grpcAddr.host) : bind('::').catch(() => bind('0.0.0.0')));
-    } catch (e) {
-      throw new PlainsightError('PLAINSIGHT_ERR_AGG_LISTEN', `cannot listen for gRPC on ${config.grpcAddr}: ${(e as Error).message}`, { cause: e });
-    }
+    // Registered before listening: a failed listen still releases the guard's sockets.
     closers.push(
       () =>
         new Promise<void>((resolve) => {
@@ -137,16 +164,28 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
           const force = setTimeout(() => server.forceShutdown(), 2000);
           server.tryShutdown(() => {
             clearTimeout(force);
+            g.destroyAll();
             resolve();
           });
         }),
+      () => g.close(),
     );
+    try {
+      // ":PORT": every address, IPv6 and IPv4 (dual stack; Node falls back to IPv4 itself).
+      grpcPort = await g.listen(server, credentials, grpcAddr.host, grpcAddr.port);
+    } catch (e) {
+      throw new PlainsightError('PLAINSIGHT_ERR_AGG_LISTEN', `cannot listen for gRPC on ${config.grpcAddr}: ${(e as Error).message}`, { cause: e });
+    }
 
     let metricsPort = 0;
     if (config.metricsAddr) {
       const addr = parseHostPort(config.metricsAddr);
       if (!addr) throw new PlainsightError('PLAINSIGHT_ERR_USAGE', `--metrics-addr wants HOST:PORT or :PORT, not "${config.metricsAddr}"`);
-      const http = httpServer(metrics, () => true, () => ingest.flushPending());
+      const http = httpServer(metrics, () => true, () => ingest.flushPending(), config);
+      http.on('connection', (socket: import('node:net').Socket) => {
+        httpConnections++;
+        socket.once('close', () => httpConnections--);
+      });
       metricsPort = await new Promise<number>((resolve, reject) => {
         http.once('error', (err) => reject(new PlainsightError('PLAINSIGHT_ERR_AGG_LISTEN', `cannot listen for /metrics on ${config.metricsAddr}: ${err.message}`, { cause: err })));
         // ":PORT": Node listens on :: and falls back to 0.0.0.0 itself.
@@ -159,7 +198,19 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
       closers.push(() => http.closeAllConnections());
     }
     log.info(
-      { grpcPort, metricsPort, tls: config.tls ? 'mtls' : 'off', token: token ? 'required' : 'off', retentionMs: config.retentionMs, maxFlows: config.maxFlows, dataDir: config.dataDir ?? null },
+      {
+        grpcPort,
+        metricsPort,
+        tls: config.tls ? 'mtls' : 'off',
+        token: token ? 'required' : 'off',
+        retentionMs: config.retentionMs,
+        maxFlows: config.maxFlows,
+        dataDir: config.dataDir ?? null,
+        walMaxBytes: config.dataDir ? config.walMaxBytes : null,
+        agentRateLimit: config.agentRateLimit || 'off',
+        maxConnections: config.maxConnections,
+        handshakeTimeoutMs: config.handshakeTimeoutMs,
+      },
       'aggregator listening',
     );
     return { grpcPort, metricsPort, store, ingest, metrics, close };
@@ -169,28 +220,95 @@ export async function startAggregator(config: AggregatorConfig, log: Logger): Pr
   }
 }
 
-function ingestHandlers(ingest: Ingest, log: Logger): IngestServiceHandlers {
+/**
+ * Report: one stream per agent. A newer stream from the same agent_id replaces the older
+ * one (the agent only opens one after giving up on the previous, which may be a dead
+ * connection the server has not noticed yet; refusing the new one would lock the agent
+ * out until then). A stream with no batch for `idleMs` is closed. The rate limit holds a
+ * batch (stream paused, ack not sent) until the agent's bucket has room.
+ */
+function ingestHandlers(ingest: Ingest, limiter: AgentRateLimiter, metrics: AggregatorMetrics, idleMs: number, log: Logger): IngestServiceHandlers {
+  /** agent_id → its newest stream, and how to close that one when a newer comes. */
+  const newest = new Map<string, { call: object; replace: () => void }>();
   return {
     Report(call) {
       let agentId: string | undefined;
+      let node = '';
+      let closed = false;
+      let held: NodeJS.Timeout | undefined;
       const done = (): void => {
-        if (agentId !== undefined) ingest.streamClosed(agentId);
+        closed = true;
+        clearTimeout(idle);
+        if (held) clearTimeout(held);
+        held = undefined;
+        if (agentId !== undefined) {
+          if (newest.get(agentId)?.call === call) newest.delete(agentId);
+          ingest.streamClosed(agentId);
+        }
         agentId = undefined;
       };
-      call.on('data', (req: ReportRequest__Output) => {
+      const fail = (code: grpc.status, details: string): void => {
+        if (closed) return;
+        done();
+        call.emit('error', { code, details });
+      };
+      const idle = setTimeout(function expire() {
+        if (closed) return;
+        if (held) {
+          idle.refresh();
+          return;
+        }
+        metrics.streamsClosed.inc({ reason: 'idle' });
+        fail(grpc.status.DEADLINE_EXCEEDED, `no batch for ${idleMs / 1000} s; the stream is closed, reconnect to go on`);
+      }, idleMs);
+      idle.unref();
+      const replaced = (): void => {
+        metrics.streamsClosed.inc({ reason: 'replaced' });
+        fail(grpc.status.ABORTED, 'replaced by a newer stream from the same agent');
+      };
+      const handle = (req: ReportRequest__Output): void => {
         try {
-          if (agentId === undefined && req.agentId) {
-            agentId = req.agentId;
-            ingest.streamOpened(agentId, req.nodeName);
-          }
           const r = ingest.apply(req);
           call.write({ sequence: num(req.sequence), duplicate: r.duplicate });
         } catch (e) {
+          // A WAL write error is logged by ingest (once per outage); UNAVAILABLE: the agent retries.
+          if (e instanceof WalWriteError) return fail(grpc.status.UNAVAILABLE, e.message);
           if (!(e instanceof InvalidBatch)) log.error({ err: e, agent: req.agentId }, 'ingest failed');
           else ingest.countInvalid();
-          call.emit('error', { code: e instanceof InvalidBatch ? grpc.status.INVALID_ARGUMENT : grpc.status.INTERNAL, details: (e as Error).message });
-          done();
+          fail(e instanceof InvalidBatch ? grpc.status.INVALID_ARGUMENT : grpc.status.INTERNAL, (e as Error).message);
         }
+      };
+      call.on('data', (req: ReportRequest__Output) => {
+        if (closed) return;
+        idle.refresh();
+        if (agentId === undefined && req.agentId) {
+          agentId = req.agentId;
+          node = req.nodeName;
+          const old = newest.get(agentId);
+          newest.set(agentId, { call, replace: replaced });
+          ingest.streamOpened(agentId, req.nodeName);
+          if (old) {
+            log.warn({ agent: agentId, node }, 'a newer stream from the same agent replaces its open one');
+            old.replace();
+          }
+        }
+        const waitMs = req.agentId ? limiter.reserve(req.agentId, Math.max(1, req.flows.length)) : 0;
+        if (waitMs <= 0) {
+          handle(req);
+          return;
+        }
+        // Backpressure, not refusal: no more reads (HTTP/2 flow control fills up) and no ack
+        // (the agent's in-flight limit stops its writes) until the bucket has room.
+        metrics.rateLimitedBatches.inc({ node: node || req.nodeName });
+        metrics.throttledSeconds.inc({ node: node || req.nodeName }, waitMs / 1000);
+        call.pause();
+        held = setTimeout(() => {
+          held = undefined;
+          if (closed) return;
+          handle(req);
+          idle.refresh();
+          call.resume();
+        }, waitMs);
       });
       call.on('end', () => {
         done();
@@ -271,8 +389,13 @@ function status(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
 
-function httpServer(metrics: AggregatorMetrics, ready: () => boolean, beforeScrape: () => void): HttpServer {
-  return createHttpServer((req, res) => {
+/**
+ * Slowloris: request headers must arrive within handshakeTimeoutMs (checked at least every
+ * second), an idle keep-alive connection closes after 5 s, and at most maxConnections are open.
+ */
+function httpServer(metrics: AggregatorMetrics, ready: () => boolean, beforeScrape: () => void, limits: Pick<AggregatorConfig, 'handshakeTimeoutMs' | 'maxConnections'>): HttpServer {
+  const t = limits.handshakeTimeoutMs;
+  const server = createHttpServer({ headersTimeout: t, requestTimeout: 2 * t, keepAliveTimeout: 5000, connectionsCheckingInterval: Math.min(1000, t) }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -293,6 +416,10 @@ function httpServer(metrics: AggregatorMetrics, ready: () => boolean, beforeScra
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz\n');
     }
   });
+  server.maxConnections = limits.maxConnections;
+  // A connection that never sends a byte has no request for headersTimeout to time.
+  server.setTimeout(2 * t, (socket) => socket.destroy());
+  return server;
 }
 
 function readToken(path: string): Buffer {

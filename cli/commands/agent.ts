@@ -16,8 +16,9 @@ const HELP = `Usage: plainsight agent [--mode local|kubernetes] [--aggregator HO
                         [--kubeconfig FILE] [--proc-root DIR]
 
 Observes every pod of this node and classifies its traffic live (eBPF; needs root or
-CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN). In local mode every network
-namespace under /var/run/netns is a pod named after it. In Kubernetes mode the pods of
+CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_NET_RAW, plus CAP_SYS_PTRACE in Kubernetes mode; it
+names any that is missing). In local mode every network namespace under /var/run/netns
+is a pod named after it. In Kubernetes mode the pods of
 this node (NODE_NAME) come from the API server and their network namespaces from the
 processes under --proc-root (the host's /proc: run with hostPID).
 

@@ -148,3 +148,48 @@ t.test('exporter interval mode: add() lines, one batch per interval with the inv
   t.equal(ex.stats.queued, 0, 'close() sends what was added and waits for the ack');
   t.equal(metricSum(await agg.metrics.registry.metrics(), 'plainsight_flows_total'), 3);
 });
+
+t.test('Report streams: a newer stream from the same agent replaces the older; a silent stream is closed', async (t) => {
+  const agg = await startAggregator(config({ ingestIdleTimeoutMs: 1500 }), log);
+  t.teardown(() => agg.close());
+  const addr = `127.0.0.1:${agg.grpcPort}`;
+  const open = (): { call: grpc.ClientDuplexStream<object, { sequence: string }>; acks: number[]; ended: Promise<grpc.ServiceError | undefined>; close(): void } => {
+    const c = new proto.plainsight.v1.IngestService(addr, grpc.credentials.createInsecure());
+    const call = c.Report() as unknown as grpc.ClientDuplexStream<object, { sequence: string }>;
+    const acks: number[] = [];
+    call.on('data', (r: { sequence: string }) => acks.push(Number(r.sequence)));
+    const ended = new Promise<grpc.ServiceError | undefined>((resolve) => {
+      call.on('error', (e: grpc.ServiceError) => resolve(e));
+      call.on('end', () => resolve(undefined));
+    });
+    return { call, acks, ended, close: () => c.close() };
+  };
+  const req = (seq: number): object => ({ agentId: 'same-agent', sequence: seq, nodeName: 'n', flows: [] });
+  const until = async (ok: () => boolean): Promise<void> => {
+    for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  const a = open();
+  t.teardown(a.close);
+  a.call.write(req(1));
+  await until(() => a.acks.length === 1);
+  t.same(a.acks, [1], 'first stream acknowledged');
+  const b = open();
+  t.teardown(b.close);
+  b.call.write(req(2));
+  const errA = await a.ended;
+  t.equal(errA?.code, grpc.status.ABORTED, `the older stream ends: ${errA?.details}`);
+  await until(() => b.acks.length === 1);
+  t.same(b.acks, [2], 'the newer stream goes on');
+  let text = await agg.metrics.registry.metrics();
+  t.equal(metricSum(text, 'plainsight_aggregator_ingest_streams_closed_total', { reason: 'replaced' }), 1);
+  t.equal(metricSum(text, 'plainsight_agents_connected'), 1, 'one agent connected, not two');
+
+  const silent = open();
+  t.teardown(silent.close);
+  const t0 = Date.now();
+  const errS = await silent.ended;
+  t.equal(errS?.code, grpc.status.DEADLINE_EXCEEDED, `a stream that sends nothing is closed after ${Date.now() - t0} ms: ${errS?.details}`);
+  text = await agg.metrics.registry.metrics();
+  t.ok(metricSum(text, 'plainsight_aggregator_ingest_streams_closed_total', { reason: 'idle' }) >= 1, 'counted as idle');
+});

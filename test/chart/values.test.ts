@@ -39,7 +39,7 @@ t.test('invalid values are rejected', async (t) => {
     ['per-namespace target not a number', (v) => (v.prometheusRule.coverageTarget.namespaces = { payments: 'high' }), '/prometheusRule/coverageTarget/namespaces/payments'],
     ['per-namespace target for an invalid namespace name', (v) => (v.prometheusRule.coverageTarget.namespaces = { Payments_1: 1 }), '/prometheusRule/coverageTarget/namespaces'],
     ['bad pull policy', (v) => (v.image.pullPolicy = 'Sometimes'), '/image/pullPolicy'],
-    ['relative host path', (v) => (v.agent.hostPaths.bpffs = 'sys/fs/bpf'), '/agent/hostPaths/bpffs'],
+    ['relative host path', (v) => (v.agent.hostPaths.netns = 'var/run/netns'), '/agent/hostPaths/netns'],
     ['hostNetwork as a string', (v) => (v.agent.hostNetwork = 'yes'), '/agent/hostNetwork'],
     ['bad duration', (v) => (v.serviceMonitor.interval = '30 seconds'), '/serviceMonitor/interval'],
   ];

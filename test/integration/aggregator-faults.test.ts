@@ -1,7 +1,9 @@
 // The aggregator under faults, as real processes: a batch sent twice; the aggregator
 // killed (SIGKILL) and restarted while the exporter sends; an exporter whose buffer
 // overflows while the aggregator is away; garbage bytes and an oversized message on the
-// gRPC port; mTLS with a wrong or missing client certificate; the query API's bearer token.
+// gRPC port; mTLS with a wrong or missing client certificate; the query API's bearer token;
+// the aggregator hung (SIGSTOP: connection open, nothing answers) while the exporter sends;
+// the per-agent rate limit holding one agent back without loss while another flows freely.
 // Flows are the classifier's output on a real capture (one HTTP connection in the lab),
 // replicated with distinct client ports where many are needed.
 
@@ -15,10 +17,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { labCert } from '../lab/certs.js';
 import { Lab, labSkipReason } from '../lab/lab.js';
-import { peerClient, peerServer } from '../lab/peers.js';
-import { REPO_ROOT, classifyOrFail, cliMissingReason, runCli, type FlowJson } from '../lab/plainsight.js';
-import { AggregatorProcess, exportFlows, freePort, metricSum, tempDir } from '../lab/aggregator.js';
+import { REPO_ROOT, cliMissingReason, runCli, type FlowJson } from '../lab/plainsight.js';
+import { AggregatorProcess, realHttpFlow, exportFlows, freePort, metricSum, tempDir } from '../lab/aggregator.js';
 import { Exporter, type ExportFlow } from '../../agent/src/export/index.js';
+import { AgentMetrics } from '../../agent/src/metrics.js';
 import { proto } from '../../proto/gen/index.js';
 import type { ReportRequest } from '../../proto/gen/types/plainsight/v1/ReportRequest.js';
 import type { ReportResponse__Output } from '../../proto/gen/types/plainsight/v1/ReportResponse.js';
@@ -91,14 +93,9 @@ function toRequest(agentId: string, sequence: number, flows: ExportFlow[], pods?
 t.test('aggregator faults', { skip }, async (t) => {
   // One real plaintext HTTP flow from the lab, classified by the CLI.
   const lab = await Lab.open(t, 'aggf');
-  const { client, server } = await lab.pair();
-  const cap = await lab.capture(server.ns, server.ifname, 'one.pcap', { filter: 'tcp' });
-  await peerServer(lab, server.ns, 'http-server', { port: 8080, responseBytes: 3000 });
-  await peerClient(lab, client.ns, 'http-client', { host: server.ip4, port: 8080, bodyBytes: 700 });
-  await cap.stop();
-  const out = await classifyOrFail(t, [cap.file]);
-  const base = out?.flows.find((f) => f.server.port === 8080);
-  if (!base) return t.fail('no HTTP flow classified');
+  const real = await realHttpFlow(t, lab);
+  if (!real) return;
+  const { base, client, server } = real;
   t.equal(base.verdict, 'plaintext');
   const perFlowBytes = base.bytes.toServer + base.bytes.toClient;
   /** `n` distinct connections shaped like the real one (client ports from `from`). */
@@ -174,6 +171,84 @@ t.test('aggregator faults', { skip }, async (t) => {
     const text = await agg.metrics();
     t.equal(metricSum(text, 'plainsight_aggregator_agent_dropped_batches_total', { node: 'node-d' }), ex.stats.droppedBatches, 'aggregator knows how many were dropped');
     t.equal(metricSum(text, 'plainsight_flows_total'), (40 - ex.stats.droppedBatches) * 2, 'the kept batches counted');
+  });
+
+  t.test('aggregator hung (SIGSTOP ~20 s) while the exporter sends: noticed, reconnected, nothing lost or doubled', async (t) => {
+    const agg = await AggregatorProcess.start(t);
+    const cont = (): boolean => agg.proc.kill('SIGCONT');
+    t.teardown(cont); // never leave a stopped process behind
+    const ex = new Exporter({ address: agg.address, node: 'node-h', ackTimeoutMs: 4000, backoff: { initialMs: 100, maxMs: 2000 } });
+    t.teardown(() => ex.close(0));
+    const metrics = new AgentMetrics({ flowsTracked: () => 0, mapFillRatio: () => 0, attachments: () => ({ tcx: 0, clsact: 0, socket: 0 }), pods: () => 0, exporter: () => ex.stats });
+    t.teardown(() => metrics.close());
+    const PER = 5;
+    let sent = 0;
+    const send = (): void => {
+      ex.enqueue(many(PER, 10000 + sent * PER, 'node-h'), pods);
+      sent++;
+    };
+    for (let i = 0; i < 10; i++) send();
+    t.ok(await ex.flushed(10_000), 'acknowledged before the hang');
+    const before = metricSum(await metrics.registry.metrics(), 'plainsight_agent_export_reconnects_total');
+
+    agg.proc.kill('SIGSTOP');
+    const ackedAtStop = ex.stats.acked;
+    const stoppedAt = Date.now();
+    while (Date.now() - stoppedAt < 20_000) {
+      send();
+      await sleep(500);
+    }
+    const during = ex.stats;
+    t.equal(during.acked, ackedAtStop, 'nothing acknowledged while the aggregator is stopped');
+    t.ok(during.reconnects > 0, `the exporter gave up the silent stream and reconnected (${during.reconnects} times): ${during.lastError}`);
+    t.match(during.lastError ?? '', /no acknowledgement/, 'because no acknowledgement came');
+    cont();
+    t.ok(await ex.flushed(30_000), 'every batch acknowledged after SIGCONT');
+    const s = ex.stats;
+    t.equal(s.droppedBatches, 0, `nothing dropped (${sent} batches, within the buffer bound)`);
+    const after = metricSum(await metrics.registry.metrics(), 'plainsight_agent_export_reconnects_total');
+    t.ok(after >= before + 1, `plainsight_agent_export_reconnects_total went up (${before} → ${after})`);
+    const flows = await allFlows(agg.address);
+    t.equal(flows.length, sent * PER, `${sent * PER} flows stored, each once`);
+    const text = await agg.metrics();
+    t.equal(metricSum(text, 'plainsight_aggregator_ingest_summaries_total'), sent * PER, 'summaries accepted = what was enqueued (replays were duplicates)');
+    t.equal(metricSum(text, 'plainsight_bytes_total'), sent * PER * perFlowBytes, 'bytes: exactly what was sent');
+  });
+
+  t.test('per-agent rate limit: one agent held back by backpressure, nothing lost; another not throttled', async (t) => {
+    const RATE = 400;
+    const agg = await AggregatorProcess.start(t, ['--agent-rate-limit', String(RATE), '--agent-rate-burst', String(RATE)]);
+    const fast = new Exporter({ address: agg.address, node: 'node-fast', backoff: { initialMs: 100, maxMs: 1000 } });
+    const calm = new Exporter({ address: agg.address, node: 'node-calm', backoff: { initialMs: 100, maxMs: 1000 } });
+    t.teardown(() => Promise.all([fast.close(0), calm.close(0)]));
+    const BATCHES = 60;
+    const PER = 40; // 2400 summaries: at 400/s after a burst of 400, at least 5 s
+    const t0 = Date.now();
+    for (let i = 0; i < BATCHES; i++) fast.enqueue(many(PER, 20000 + i * PER, 'node-fast'), pods);
+    // Meanwhile the calm agent sends a little, well within its own limit.
+    let calmSent = 0;
+    const calmWaits: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await sleep(300);
+      const c0 = Date.now();
+      calm.enqueue(many(4, 30000 + i * 4, 'node-calm'), pods);
+      calmSent += 4;
+      t.ok(await calm.flushed(10_000), `calm agent batch ${i + 1} acknowledged`);
+      calmWaits.push(Date.now() - c0);
+    }
+    t.ok(fast.stats.queued > 0, `the fast agent is still held back meanwhile (${fast.stats.queued} batches waiting)`);
+    t.comment(`calm agent ack times: ${calmWaits.join(', ')} ms`);
+    t.ok(await fast.flushed(60_000), 'the fast agent: every batch acknowledged in the end');
+    const took = Date.now() - t0;
+    const floor = ((BATCHES * PER - RATE) / RATE) * 1000;
+    t.ok(took >= floor * 0.6, `the fast agent took ${took} ms (≥ ~${floor} ms at ${RATE}/s)`);
+    t.equal(fast.stats.droppedBatches, 0, 'nothing dropped');
+    const flows = await allFlows(agg.address);
+    t.equal(flows.length, BATCHES * PER + calmSent, `all ${BATCHES * PER + calmSent} flows arrived, each once`);
+    const text = await agg.metrics();
+    t.ok(metricSum(text, 'plainsight_aggregator_throttled_seconds_total', { node: 'node-fast' }) > 0, `throttled seconds (fast): ${metricSum(text, 'plainsight_aggregator_throttled_seconds_total', { node: 'node-fast' }).toFixed(1)}`);
+    t.ok(metricSum(text, 'plainsight_aggregator_rate_limited_batches_total', { node: 'node-fast' }) > 0, 'rate-limited batches counted (fast)');
+    t.equal(metricSum(text, 'plainsight_aggregator_throttled_seconds_total', { node: 'node-calm' }), 0, 'the calm agent was never throttled');
   });
 
   t.test('garbage bytes and an oversized message are refused; the server keeps serving', async (t) => {

@@ -21,22 +21,12 @@ import { labCert, labCerts } from '../lab/certs.js';
 import { Lab } from '../lab/lab.js';
 import { REPO_ROOT, cliMissingReason, runCli } from '../lab/plainsight.js';
 import { AggregatorProcess, PrometheusServer, freePort, metricSum, prometheusSkipReason, tempDir } from '../lab/aggregator.js';
-import { AgentProcess, LabNode, bpfSkipReason, client, fastArgs, finals, server, type PeerLine } from '../lab/agent-lab.js';
+import { AgentProcess, LabNode, bpfSkipReason, client, conns, fastArgs, finals, server, type Conn } from '../lab/agent-lab.js';
 import type { FlowOut } from '../../cli/commands/flows.js';
 import type { CoverageOut } from '../../cli/commands/coverage.js';
 
 const skip = bpfSkipReason() ?? cliMissingReason() ?? prometheusSkipReason();
 
-/** What a client peer did: one connection. */
-interface Conn {
-  serverPort: number;
-  clientPort: number;
-  toServer: number;
-  toClient: number;
-}
-
-const conns = (port: number, rs: PeerLine[]): Conn[] =>
-  rs.map((r) => ({ serverPort: port, clientPort: r.localPort!, toServer: r.bytesWritten, toClient: r.bytesRead }));
 const total = (cs: readonly Conn[]): number => cs.reduce((a, c) => a + c.toServer + c.toClient, 0);
 const key = (serverPort: number, clientPort: number): string => `${clientPort}>${serverPort}`;
 const flowKey = (f: FlowOut): string => key(f.server.port, f.client.port);

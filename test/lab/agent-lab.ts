@@ -12,7 +12,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CLI } from './plainsight.js';
-import type { Lab, Netns } from './lab.js';
+import type { Child, Lab, Netns } from './lab.js';
 
 export { bpfSkipReason } from './bpf-lab.js';
 
@@ -155,6 +155,24 @@ const roles = {
     }
     process.exit(0);
   },
+  // A long upload: 'chunk' bytes every 'everyMs' until killed (or 'total' sent), each
+  // write acknowledged on stdout so a test knows what went out before it pulled the plug.
+  'tcp-stream'() {
+    let localPort = 0;
+    const s = net.connect({ host: o.host, port: o.port }, () => {
+      localPort = s.localPort;
+      emit({ event: 'connected', localPort });
+      let sent = 0;
+      const tick = () => {
+        if (o.total && sent >= o.total) return s.end();
+        s.write(Buffer.alloc(o.chunk ?? 1000, 0x55), () => { sent += o.chunk ?? 1000; emit({ event: 'progress', localPort: s.localPort, bytesWritten: sent }); setTimeout(tick, o.everyMs ?? 100); });
+      };
+      tick();
+    });
+    s.on('data', () => {}); // the reply: read, so that 'end' and 'close' come
+    s.on('error', (e) => die(String(e)));
+    s.on('close', () => { emit({ event: 'result', localPort, bytesWritten: s.bytesWritten, bytesRead: s.bytesRead }); process.exit(0); });
+  },
   // TLS over a raw socket we hold, so its byte counts are wire payload bytes.
   'tls-server'() {
     const ctx = tls.createSecureContext(tlsOpts(o));
@@ -215,6 +233,17 @@ export interface PeerLine {
   [k: string]: unknown;
 }
 
+/** What a client socket moved on one connection: the ground truth a flow is checked against. */
+export interface Conn {
+  serverPort: number;
+  clientPort: number;
+  toServer: number;
+  toClient: number;
+}
+
+export const conns = (port: number, rs: PeerLine[]): Conn[] =>
+  rs.map((r) => ({ serverPort: port, clientPort: r.localPort!, toServer: r.bytesWritten, toClient: r.bytesRead }));
+
 export async function server(lab: Lab, ns: Netns, role: 'tcp-server' | 'tls-server' | 'udp-server', opts: Record<string, unknown>) {
   const child = lab.exec(ns, ['node', '-e', PEER_JS, role, JSON.stringify({ deadlineMs: 10 * 60_000, ...opts })], { timeoutMs: 10 * 60_000, name: role });
   await child.waitFor('stdout', /"listening"/, 15_000);
@@ -228,6 +257,31 @@ export async function client(lab: Lab, ns: Netns, role: 'tcp-client' | 'tls-clie
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as PeerLine)
     .filter((e) => e.event === 'result');
+}
+
+/**
+ * A client role started in the background (for traffic that outlives other steps): the
+ * child, and its result lines once it exits 0. `timeoutMs` bounds it (default 3 min).
+ */
+export function clientInBackground(
+  lab: Lab,
+  ns: Netns,
+  role: 'tcp-client' | 'tcp-stream',
+  opts: Record<string, unknown>,
+  timeoutMs = 180_000,
+): { child: Child; results: Promise<PeerLine[]> } {
+  const child = lab.exec(ns, ['node', '-e', PEER_JS, role, JSON.stringify({ deadlineMs: timeoutMs, ...opts })], { timeoutMs: timeoutMs + 5000, name: role });
+  const results = child.exited.then((info) => {
+    if (info.code !== 0) throw new Error(`${role} failed (${JSON.stringify(info)}): ${child.stderr.trim().slice(-800)}`);
+    return peerLines(child.stdout).filter((e) => e.event === 'result');
+  });
+  results.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
+  return { child, results };
+}
+
+/** The JSON lines a peer printed so far (complete lines only). */
+export function peerLines(stdout: string): PeerLine[] {
+  return completeLines(stdout).map((l) => JSON.parse(l) as PeerLine);
 }
 
 // ---- the agent ----------------------------------------------------------------------------
@@ -269,8 +323,11 @@ export class AgentProcess {
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private waiters = new Set<() => void>();
 
-  constructor(t: TapLike, args: string[]) {
-    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PLAINSIGHT_LOG_LEVEL: 'info' } });
+  /** `opts.wrap`: a command line the agent's `node …` is appended to (e.g. an `unshare` sandbox that ends in `exec "$@"`). */
+  constructor(t: TapLike, args: string[], opts: { wrap?: string[] } = {}) {
+    const argv = [process.execPath, CLI, 'agent', ...args];
+    const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv] as [string, ...string[]];
+    this.proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PLAINSIGHT_LOG_LEVEL: 'info' } });
     this.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       this.stdout += d;
       this.notify();
@@ -295,9 +352,10 @@ export class AgentProcess {
   }
 
   /** Starts the agent and waits for "agent started". */
-  static async start(t: TapLike, args: string[]): Promise<AgentProcess> {
-    const a = new AgentProcess(t, args);
-    await a.waitLog((l) => l.msg === 'agent started', 20_000);
+  static async start(t: TapLike, args: string[], opts: { wrap?: string[] } = {}): Promise<AgentProcess> {
+    const a = new AgentProcess(t, args, opts);
+    // Generous: on a 2-core machine shared with benchmarks a start took over 20 s.
+    await a.waitLog((l) => l.msg === 'agent started', 60_000);
     return a;
   }
 

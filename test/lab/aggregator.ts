@@ -7,12 +7,15 @@
 //   await prom.waitFor('sum(plainsight_flows_total)', (v) => v >= 4);
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI } from './plainsight.js';
+import type { Test } from 'tap';
+import { CLI, classifyOrFail } from './plainsight.js';
+import type { Endpoint, Lab } from './lab.js';
+import { peerClient, peerServer } from './peers.js';
 import type { FlowJson } from './plainsight.js';
 import type { ExportFlow } from '../../agent/src/export/index.js';
 
@@ -53,11 +56,13 @@ export class AggregatorProcess {
   }
 
   /** Starts `plainsight aggregator` on 127.0.0.1 (random ports unless args give them) and waits until it listens. */
-  static async start(t: TapLike, args: string[] = []): Promise<AggregatorProcess> {
+  /** `opts.wrap`: a command line the aggregator's `node …` is appended to (e.g. an `unshare` sandbox ending in `exec "$@"`). */
+  static async start(t: TapLike, args: string[] = [], opts: { wrap?: string[] } = {}): Promise<AggregatorProcess> {
     const defaults = [];
     if (!args.includes('--grpc-addr')) defaults.push('--grpc-addr', '127.0.0.1:0');
     if (!args.includes('--metrics-addr')) defaults.push('--metrics-addr', '127.0.0.1:0');
-    const proc = spawn(process.execPath, [CLI, 'aggregator', ...defaults, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...rest] = [...(opts.wrap ?? []), process.execPath, CLI, 'aggregator', ...defaults, ...args] as [string, ...string[]];
+    const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
     const a = new AggregatorProcess(proc);
     t.teardown(() => a.stop());
     const deadline = Date.now() + 15_000;
@@ -229,4 +234,29 @@ export function exportFlows(flows: readonly FlowJson[], node: string, opts: { fi
     if (f.tls) e.tls = f.tls;
     return e;
   });
+}
+
+/** Open file descriptors of a process (sockets included): what a flood of connections costs it. */
+export function fdCount(pid: number | 'self'): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * One real plaintext HTTP flow between two lab namespaces, captured and classified by the
+ * CLI: the template the aggregator tests multiply into many connections. Undefined (and a
+ * failed assertion) when the lab could not produce it.
+ */
+export async function realHttpFlow(t: Test, lab: Lab): Promise<{ base: FlowJson; client: Endpoint; server: Endpoint } | undefined> {
+  const { client, server } = await lab.pair();
+  const cap = await lab.capture(server.ns, server.ifname, 'one.pcap', { filter: 'tcp' });
+  await peerServer(lab, server.ns, 'http-server', { port: 8080, responseBytes: 3000 });
+  await peerClient(lab, client.ns, 'http-client', { host: server.ip4, port: 8080, bodyBytes: 700 });
+  await cap.stop();
+  const out = await classifyOrFail(t, [cap.file]);
+  const base = out?.flows.find((f) => f.server.port === 8080);
+  if (!base) {
+    t.fail('no HTTP flow classified');
+    return undefined;
+  }
+  return { base, client, server };
 }

@@ -1,44 +1,30 @@
 // Pre-flight checks for the datapath, so a bad environment is one clear line before any
-// kernel call fails with a bare errno: privileges, kernel BTF, libbpf, bpffs.
+// kernel call fails with a bare errno: capabilities (every missing one named, with what it
+// is for), kernel BTF, libbpf, bpffs.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { PlainsightError } from '../errors.js';
+import { describeMissing, grantHint, missingCapabilities, type PrivilegeNeeds } from './capabilities.js';
 import { ensureLibbpf } from './libbpf.js';
 
 const KERNEL_BTF = '/sys/kernel/btf/vmlinux';
 export const DEFAULT_BPFFS = '/sys/fs/bpf';
 
-// Capability bits (linux/capability.h).
-const CAP_NET_ADMIN = 12;
-const CAP_SYS_ADMIN = 21;
-const CAP_PERFMON = 38;
-const CAP_BPF = 39;
-
-function effectiveCaps(): bigint {
-  try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? BigInt(`0x${m[1]}`) : 0n;
-  } catch {
-    return 0n;
-  }
-}
-
-function has(caps: bigint, bit: number): boolean {
-  return (caps & (1n << BigInt(bit))) !== 0n;
-}
+const NO_EXTRA_NEEDS: PrivilegeNeeds = { enterNetns: false, packetSockets: false, otherProcesses: false };
 
 /**
- * The first reason the datapath cannot run here, or undefined. CAP_SYS_ADMIN covers BPF
- * and perfmon on every kernel; without it, 5.8+ needs CAP_BPF + CAP_PERFMON.
+ * The first reason the datapath cannot run here, or undefined. Without `needs`, only
+ * loading and attaching the programs is checked; the agent passes what its mode needs so
+ * every missing capability is named at once, before anything fails halfway.
  */
-export function bpfEnvironmentProblem(): PlainsightError | undefined {
+export function bpfEnvironmentProblem(needs: PrivilegeNeeds = NO_EXTRA_NEEDS): PlainsightError | undefined {
   if (process.platform !== 'linux') {
     return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', 'the eBPF datapath needs Linux');
   }
-  const caps = effectiveCaps();
-  const bpfOk = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
-  if (!bpfOk || !has(caps, CAP_NET_ADMIN)) {
-    return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', 'missing privileges to load and attach eBPF programs');
+  const missing = missingCapabilities(needs);
+  if (missing.length > 0) {
+    // The code predates the per-capability message; kept so scripts matching it still work.
+    return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', `missing ${describeMissing(missing)}`, { hint: grantHint(missing) });
   }
   if (!existsSync(KERNEL_BTF)) {
     return new PlainsightError('PLAINSIGHT_ERR_BPF_NO_BTF', `the kernel has no BTF (${KERNEL_BTF} is missing)`);
@@ -51,8 +37,19 @@ export function bpfEnvironmentProblem(): PlainsightError | undefined {
   return undefined;
 }
 
-export function requireBpfEnvironment(): void {
-  const problem = bpfEnvironmentProblem();
+/** What an agent in `mode` will do, privilege-wise (see capabilities.ts for the measurements). */
+export function agentPrivilegeNeeds(c: { mode: 'local' | 'kubernetes'; loopback: boolean }): PrivilegeNeeds {
+  return {
+    // Local mode lists each namespace's interfaces with `ip -n` (setns); Kubernetes mode
+    // reads them from /proc and enters a namespace only to open a socket filter.
+    enterNetns: c.mode === 'local' || c.loopback,
+    packetSockets: c.loopback,
+    otherProcesses: c.mode === 'kubernetes',
+  };
+}
+
+export function requireBpfEnvironment(needs?: PrivilegeNeeds): void {
+  const problem = bpfEnvironmentProblem(needs);
   if (problem) throw problem;
 }
 

@@ -12,6 +12,7 @@
 import { closeSync, openSync, constants as fsConstants } from 'node:fs';
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { PlainsightError, type ErrorCode } from '../errors.js';
+import { capabilityForCall } from './capabilities.js';
 
 // ---- pointers ------------------------------------------------------------------------
 
@@ -73,7 +74,12 @@ export class SyscallError extends Error {
 function fail(code: ErrorCode, message: string, call: string, errno: number, extra = ''): PlainsightError {
   const cause = new SyscallError(call, errno);
   if (errno === E.EPERM || errno === E.EACCES) {
-    return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', `${message}: permission denied`, { cause });
+    const cap = capabilityForCall(call);
+    if (!cap) return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', `${message}: permission denied`, { cause });
+    return new PlainsightError('PLAINSIGHT_ERR_BPF_NOT_ROOT', `${message}: permission denied (needs ${cap})`, {
+      cause,
+      hint: `add ${cap} to the container's securityContext.capabilities.add (without the CAP_ prefix), or run as root`,
+    });
   }
   return new PlainsightError(code, `${message}: ${cause.message}${extra}`, { cause });
 }

@@ -9,10 +9,17 @@
 // kernel, so a record that wraps around the end is still contiguous (mapped RO). Each
 // record: u32 length (+ BUSY/DISCARD bits), u32 page offset, then the data, padded to 8.
 //
+// The budget is in records and in time: a record's handler may be cheap (a copy) or not
+// (it ends a flow and prints its line), and on a loaded machine the agent's share of a CPU
+// shrinks, so a record count alone let one tick block the loop for seconds (bench/soak).
+// A reader that cannot keep up leaves records in the ring; once it is full the kernel
+// counts what it could not queue (ps_stats.samples_lost → lost samples metric).
+//
 // Why no AF_PACKET reader: the socket filter sends its samples through this same ring
 // buffer (with flow key and generation) and copies nothing to its socket, so there is a
 // single sample path and no TPACKET ring per pod.
 
+import { performance } from 'node:perf_hooks';
 import * as bpf from '../bpf/libbpf.js';
 
 const RINGBUF_HDR_SIZE = 8;
@@ -25,6 +32,9 @@ const RELEASE_EVERY = 64;
 
 export const DEFAULT_RING_INTERVAL_MS = 10;
 export const DEFAULT_RING_BUDGET = 8192;
+/** Time one drain may take at most (checked every TIME_CHECK_EVERY records). */
+export const DEFAULT_RING_TIME_BUDGET_MS = 20;
+const TIME_CHECK_EVERY = 64;
 
 export interface RingBufferOptions {
   /** fd of the BPF_MAP_TYPE_RINGBUF map. */
@@ -40,6 +50,8 @@ export interface RingBufferOptions {
   intervalMs?: number;
   /** Records per tick at most. Default 8192. */
   budget?: number;
+  /** Milliseconds per tick at most. Default 20. */
+  timeBudgetMs?: number;
   /** A throw from onRecord (the record counts as consumed). Default: rethrow on the timer. */
   onError?(err: unknown): void;
 }
@@ -48,7 +60,7 @@ export interface RingBufferStats {
   records: number;
   discarded: number;
   ticks: number;
-  /** Ticks that hit the budget with records left: the reader is falling behind. */
+  /** Drains that hit a budget (records or time) with records left: the reader is falling behind. */
   budgetExhausted: number;
 }
 
@@ -118,8 +130,11 @@ export class RingBufferReader {
     return Number(Atomics.load(this.producerPos, 0) - Atomics.load(this.consumerPos, 0));
   }
 
-  /** Consumes up to `budget` records now; returns how many. */
-  drain(budget = this.opts.budget ?? DEFAULT_RING_BUDGET): number {
+  /** Consumes up to `budget` records, for `timeBudgetMs` at most, now; returns how many. `drain(Infinity)`: all of them. */
+  drain(
+    budget = this.opts.budget ?? DEFAULT_RING_BUDGET,
+    timeBudgetMs = budget === Infinity ? Infinity : (this.opts.timeBudgetMs ?? DEFAULT_RING_TIME_BUDGET_MS),
+  ): number {
     const cons = this.consumerPos;
     const prodPos = this.producerPos;
     const data = this.data;
@@ -131,8 +146,14 @@ export class RingBufferReader {
     // Acquire: the kernel writes a record before publishing producer_pos past it.
     const prod = Atomics.load(prodPos, 0);
     let sinceRelease = 0;
+    const deadline = performance.now() + timeBudgetMs;
+    let outOfTime = false;
     try {
       while (pos < prod && consumed < budget) {
+        if (consumed % TIME_CHECK_EVERY === TIME_CHECK_EVERY - 1 && performance.now() > deadline) {
+          outOfTime = true;
+          break;
+        }
         const off = Number(pos & BigInt(this.mask));
         const hdr = Atomics.load(words, off / 4) >>> 0;
         if (hdr & RINGBUF_BUSY_BIT) break; // reserved, not yet submitted: records stay in order
@@ -156,7 +177,7 @@ export class RingBufferReader {
     } finally {
       Atomics.store(cons, 0, pos); // release: hands the space back to the producer
     }
-    if (consumed >= budget && pos < Atomics.load(prodPos, 0)) this.stats.budgetExhausted++;
+    if ((outOfTime || consumed >= budget) && pos < Atomics.load(prodPos, 0)) this.stats.budgetExhausted++;
     return consumed;
   }
 

@@ -22,10 +22,21 @@
 // counters as numbers) and are decoded only when a line is printed; a drain touches an
 // entry's counters only if its last_seen changed; samples are released once the flow is
 // classified (later samples only raise the byte floor: the verdict is the first one), and
-// identical classifications are shared. Work per drain (classify, report, expire) is
-// capped by `workBudgetMs` — the rest waits for the next drain — and `pump` (the ring
-// buffer reader) runs every few hundred entries, so a burst of flows never leaves the
-// ring unread for long.
+// identical classifications are shared. Work per drain (classify, report, expire) comes
+// in slices of `workBudgetMs`: the agent runs the rest (`more`) after yielding to the
+// event loop, so /healthz, /metrics and the ring buffer reader get their turn between
+// slices however far behind the tracker is. `pump` (the ring buffer reader) runs every
+// few hundred entries, so a burst of flows never leaves the ring unread for long.
+//
+// Bounded: at most 1.25 × `maxFlows` flows (the kernel map's capacity; at least +1024 for
+// small maps, at most +16384). The map's flows, plus those the kernel already evicted
+// that only the ring buffer showed since the last drain: they still get a line, from
+// their samples.
+// When the agent falls behind — its share of a loaded machine's CPU is too small for the
+// churn — evicted flows wait in the table until a slice gets to them; once it is full new
+// ones are not taken in: their samples are dropped and counted (stats.samplesDropped),
+// their map entries picked up by a later drain once there is room (bench/soak: without
+// the cap the table outgrew the map by a third within a minute and RSS kept growing).
 
 import { performance } from 'node:perf_hooks';
 import * as abi from '../bpf/flow-abi.js';
@@ -46,6 +57,14 @@ const FULL_PASS_EVERY = 16;
 const READ_SLACK_NS = 50e6;
 /** Distinct classifications kept for sharing. */
 const CLASSIFICATIONS_SHARED = 4096;
+/**
+ * Table room beyond the map's capacity, for flows evicted between two drains: a quarter
+ * of it, within these bounds (16k ≥ the new flows per second this agent was seen to follow).
+ */
+const CAP_SLACK_MIN = 1024;
+const CAP_SLACK_MAX = 16384;
+/** Entries visited between two looks at the clock. */
+const VISIT_CHUNK = 1024;
 
 /** Where a flow was seen, resolved from its key's ifindex when the flow is first seen. */
 export interface ObservationPoint {
@@ -63,8 +82,10 @@ export interface TrackerOptions {
   /** TCP flows that ended (FIN both ways, or RST) expire after this much quiet. */
   closedTimeoutMs: number;
   classifyAfterMs: number;
-  /** Time a drain may spend classifying, reporting and expiring (the rest waits). Default 250 ms. */
+  /** Time one slice of work (classify, report, expire) may take; the rest waits for `more`. Default 50 ms. */
   workBudgetMs?: number;
+  /** The kernel map's capacity: the table holds maxFlows + clamp(maxFlows / 4, 1024, 16384) at most. Default: unbounded. */
+  maxFlows?: number;
 }
 
 export interface TrackerHooks {
@@ -165,12 +186,28 @@ export class FlowTracker {
   /** Monotonic ns ↔ wall ms, for first/last seen. */
   private readonly monoBaseNs = Number(process.hrtime.bigint());
   private readonly wallBaseMs = Date.now();
-  stats = { samples: 0, samplesIgnored: 0, classified: 0, finalized: 0, evictions: 0, incomplete: 0, budgetExhausted: 0 };
+  stats = { samples: 0, samplesIgnored: 0, samplesDropped: 0, classified: 0, finalized: 0, evictions: 0, incomplete: 0, budgetExhausted: 0 };
+  /** The last slice of work stopped at its budget: call `more` (after yielding). */
+  behind = false;
+  private readonly cap: number;
+  /** The clock of the last drain's read (monotonic ns). */
+  private workNowNs = 0;
+  /** Copies of the last read's batches, reused by the next (≈ maxFlows × 116 B). */
+  private readonly batches: { keys: Buffer; values: Buffer; count: number }[] = [];
+  private nBatches = 0;
+  /** Next entry to visit: batch index, entry index. */
+  private batchAt = 0;
+  private entryAt = 0;
+  /** Where the last slice of work stopped: the table's iterator, and the flow it had in hand. */
+  private cursor: IterableIterator<Flow> | undefined;
+  private held: Flow | undefined;
 
   constructor(
     private readonly opts: TrackerOptions,
     private readonly hooks: TrackerHooks,
-  ) {}
+  ) {
+    this.cap = opts.maxFlows === undefined ? Infinity : opts.maxFlows + Math.min(CAP_SLACK_MAX, Math.max(CAP_SLACK_MIN, Math.ceil(opts.maxFlows / 4)));
+  }
 
   get size(): number {
     return this.flows.size;
@@ -193,6 +230,10 @@ export class FlowTracker {
     if (!f) {
       if (this.finished.has(`${k}#${startNs}`)) {
         this.stats.samplesIgnored++;
+        return;
+      }
+      if (this.flows.size >= this.cap) {
+        this.stats.samplesDropped++;
         return;
       }
       f = this.create(k, startNs);
@@ -237,17 +278,32 @@ export class FlowTracker {
     return f;
   }
 
+  /** One batch of the read (FlowProgram.visitFlows), copied: it is visited in slices. */
+  private keepBatch(keys: Buffer, values: Buffer, count: number): void {
+    const kl = count * abi.KEY.size;
+    const vl = count * abi.VALUE.size;
+    let b = this.batches[this.nBatches];
+    if (!b || b.keys.length < kl || b.values.length < vl) {
+      b = { keys: Buffer.allocUnsafe(kl), values: Buffer.allocUnsafe(vl), count: 0 };
+      this.batches[this.nBatches] = b;
+    }
+    keys.copy(b.keys, 0, 0, kl);
+    values.copy(b.values, 0, 0, vl);
+    b.count = count;
+    this.nBatches++;
+  }
+
   /**
-   * One batch of raw map entries (FlowProgram.visitFlows). An entry not updated since the
+   * Entries [from, to) of one batch of raw map entries. An entry not updated since the
    * previous drain read (last_seen older than it) is skipped without a lookup — no
    * allocation — unless this is a full pass, which marks every entry so that flows the
    * kernel evicted show up as missing.
    */
-  visitBatch(keys: Buffer, values: Buffer, count: number): void {
+  private visitEntries(keys: Buffer, values: Buffer, from: number, to: number): void {
     const V = abi.VALUE;
     const D = abi.DIR;
     const since = this.full ? -1 : this.since;
-    for (let i = 0; i < count; i++) {
+    for (let i = from; i < to; i++) {
       const ko = i * abi.KEY.size;
       const vo = i * V.size;
       if (u64(values, vo + V.last_seen_ns) < since) continue;
@@ -261,6 +317,7 @@ export class FlowTracker {
       }
       if (!f) {
         if (this.finished.has(`${k}#${startNs}`)) continue; // expired, delete raced a packet
+        if (this.flows.size >= this.cap) continue; // full: a later drain takes it in
         f = this.create(k, startNs);
       }
       const last = u64(values, vo + V.last_seen_ns);
@@ -282,15 +339,17 @@ export class FlowTracker {
       if (f.epoch === 0) this.unseen.delete(f);
       f.epoch = this.epoch;
     }
-    this.hooks.pump?.();
   }
 
   /**
-   * A drain: `read` hands every map entry to visitBatch (after the ring buffer was
-   * drained). Then classifies what is ready and finalizes what ended. Returns the raw
-   * keys of expired entries, to delete from the map.
+   * A drain: `read` hands every map entry over (after the ring buffer was drained); they
+   * are copied, then visited, and what is ready classified and what ended finalized, in
+   * slices. Returns the raw keys of expired entries, to delete from the map. If `behind`
+   * is then true, call `more` (after yielding to the event loop) for the next slice. A
+   * drain while the last read is still being visited does not read again: it continues.
    */
   drain(read: (visit: (keys: Buffer, values: Buffer, count: number) => void) => void, nowNs: number, mapFill = 0): Buffer[] {
+    if (this.batchAt < this.nBatches) return this.work();
     this.epoch++;
     // Evictions only happen when the map is (nearly) full; a full pass now and then
     // catches any that slipped through otherwise.
@@ -299,19 +358,76 @@ export class FlowTracker {
     // Flows known from samples only must be found even if their entry looks unchanged.
     this.since = this.prevReadNs;
     for (const f of this.unseen) if (f.startNs < this.since) this.since = f.startNs;
-    read((keys, values, count) => this.visitBatch(keys, values, count));
+    this.nBatches = 0;
+    this.batchAt = 0;
+    this.entryAt = 0;
+    this.cursor = undefined;
+    this.held = undefined;
+    read((keys, values, count) => this.keepBatch(keys, values, count));
     this.prevReadNs = readAt - READ_SLACK_NS;
+    this.workNowNs = nowNs;
+    return this.work();
+  }
+
+  /**
+   * The next slice of the last drain's work, when `behind`. Returns keys to delete, as
+   * drain does. Judged as of that drain's read: counters newer than it were not read, so
+   * a later clock could expire (and delete) a flow that just got packets.
+   */
+  more(): Buffer[] {
+    return this.behind ? this.work() : [];
+  }
+
+  /** Visits the read's entries, then classifies, reports, expires, in table order, for one slice. */
+  private work(): Buffer[] {
+    const deadline = performance.now() + (this.opts.workBudgetMs ?? 50);
+    this.behind = false;
+    // First the read's entries: all of them before anything is judged missing (evicted).
+    while (this.batchAt < this.nBatches) {
+      const b = this.batches[this.batchAt]!;
+      const to = Math.min(b.count, this.entryAt + VISIT_CHUNK);
+      this.visitEntries(b.keys, b.values, this.entryAt, to);
+      this.entryAt = to;
+      if (to >= b.count) {
+        this.batchAt++;
+        this.entryAt = 0;
+      }
+      this.hooks.pump?.();
+      if (this.batchAt < this.nBatches && performance.now() > deadline) {
+        this.stats.budgetExhausted++;
+        this.behind = true;
+        return [];
+      }
+    }
+    const nowNs = this.workNowNs;
     const nowMs = Date.now() - this.wallBaseMs;
     const expired: Buffer[] = [];
-    const deadline = performance.now() + (this.opts.workBudgetMs ?? 250);
     let work = 0;
     let visited = 0;
     const idleNs = this.opts.idleTimeoutMs * 1e6;
     const closedNs = this.opts.closedTimeoutMs * 1e6;
-    for (const f of this.flows.values()) {
-      if ((++visited & 255) === 0) this.hooks.pump?.();
-      if ((work & 63) === 63 && performance.now() > deadline) {
+    // A slice goes on where the last one stopped (a Map iterator survives deletes and sees
+    // appends): restarting from the oldest flows, a busy ring's pumps alone could use up
+    // every slice before it reached the flows that need work.
+    const it = (this.cursor ??= this.flows.values());
+    for (;;) {
+      let f: Flow;
+      if (this.held) {
+        f = this.held;
+        this.held = undefined;
+        if (this.flows.get(f.k) !== f) continue; // finalized meanwhile (a newer connection on its key)
+      } else {
+        const r = it.next();
+        if (r.done) break;
+        f = r.value;
+      }
+      // Pumps count against the slice too: with the ring never empty they are the work.
+      const pumped = (++visited & 255) === 0;
+      if (pumped) this.hooks.pump?.();
+      if ((pumped || (work & 63) === 63) && performance.now() > deadline) {
         this.stats.budgetExhausted++;
+        this.behind = true;
+        this.held = f;
         break;
       }
       // Missing from this read: in a full pass, any flow; otherwise only one no read has
@@ -345,6 +461,7 @@ export class FlowTracker {
         this.emit(f, false, true, key);
       }
     }
+    if (!this.behind) this.cursor = undefined;
     return expired;
   }
 

@@ -14,6 +14,12 @@
 // dropped_flows). The stream reconnects with exponential backoff and replays every
 // unacknowledged batch in order; the aggregator is idempotent by (agent_id, sequence),
 // so a replay never double counts. mTLS when certificate files are given.
+//
+// A hung aggregator (process stopped, TCP still open: nothing errors, nothing answers) is
+// noticed two ways: no acknowledgement for ackTimeoutMs while batches are in flight
+// cancels the stream and reconnects; keepalive pings unanswered close the connection.
+// An aggregator that throttles (its per-agent rate limit) delays acks instead of
+// refusing: keep ackTimeoutMs well above one batch's share of that limit.
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -95,6 +101,10 @@ export interface ExporterOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** Batches written but not yet acknowledged, at most. Default 32. */
   maxInFlight?: number;
+  /** No acknowledgement for this long while batches are in flight: the stream is given up and reopened. Default 30 s. */
+  ackTimeoutMs?: number;
+  /** Keepalive ping interval on the connection (dead after 10 s, or a third of it, without an answer). Default 30 s. */
+  keepaliveMs?: number;
   /** With add(): one batch per interval (ms), carrying what was added. 0 (default): no timer, call enqueue() yourself. */
   intervalMs?: number;
   /** With intervalMs: the node's pods, read at each interval. */
@@ -132,7 +142,7 @@ const MAX_TRACKED_FLOWS = 1 << 20;
 const INVENTORY_EVERY = 10;
 
 export class Exporter {
-  private readonly opts: Required<Pick<ExporterOptions, 'maxBufferBytes' | 'counters' | 'maxInFlight'>> & ExporterOptions;
+  private readonly opts: Required<Pick<ExporterOptions, 'maxBufferBytes' | 'counters' | 'maxInFlight' | 'ackTimeoutMs'>> & ExporterOptions;
   private readonly client: grpc.Client;
   private readonly queue: Pending[] = [];
   private queuedBytes = 0;
@@ -154,10 +164,15 @@ export class Exporter {
   private drainWaiters: (() => void)[] = [];
   private added: ExportFlow[] = [];
   private readonly interval: NodeJS.Timeout | undefined;
+  private readonly watchdog: NodeJS.Timeout;
+  /** Last acknowledgement, or when the first of the batches now in flight was written. */
+  private progressMs = 0;
+  /** Gives up the current stream (its `lost`). */
+  private abandon: ((why: string) => void) | undefined;
   private readonly s: ExporterStats;
 
   constructor(options: ExporterOptions) {
-    this.opts = { maxBufferBytes: 16 << 20, counters: 'totals', maxInFlight: 32, ...options };
+    this.opts = { maxBufferBytes: 16 << 20, counters: 'totals', maxInFlight: 32, ackTimeoutMs: 30_000, ...options };
     const agentId = options.agentId ?? `${options.node}/${randomBytes(6).toString('hex')}`;
     this.s = { agentId, connected: false, sequence: 0, queued: 0, queuedBytes: 0, acked: 0, duplicates: 0, droppedBatches: 0, droppedFlows: 0, reconnects: 0, lastError: undefined };
     const def = (packageDefinition[SERVICE] as grpc.ServiceDefinition).Report!;
@@ -168,13 +183,15 @@ export class Exporter {
       'IngestService',
     );
     this.client = new Client(options.address, credentials(options.tls), {
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': options.keepaliveMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': Math.min(10_000, Math.ceil((options.keepaliveMs ?? 30_000) / 3)),
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.initial_reconnect_backoff_ms': this.opts.backoff?.initialMs ?? 250,
       'grpc.max_reconnect_backoff_ms': this.opts.backoff?.maxMs ?? 10_000,
       ...(options.tls?.serverName ? { 'grpc.ssl_target_name_override': options.tls.serverName } : {}),
     });
+    this.watchdog = setInterval(() => this.checkAcks(), Math.min(1000, Math.ceil(this.opts.ackTimeoutMs / 4)));
+    this.watchdog.unref();
     this.connect();
     if (options.intervalMs && options.intervalMs > 0) {
       this.interval = setInterval(() => this.tick(), options.intervalMs);
@@ -270,6 +287,7 @@ export class Exporter {
     if (this.added.length > 0) this.tick();
     if (drainMs > 0 && this.queue.length > 0 && this.call) await this.flushed(drainMs);
     this.closed = true;
+    clearInterval(this.watchdog);
     if (this.timer) clearTimeout(this.timer);
     const call = this.call;
     this.call = undefined;
@@ -365,6 +383,7 @@ export class Exporter {
     const lost = (why: string): void => {
       if (this.call !== call) return;
       this.call = undefined;
+      this.abandon = undefined;
       this.s.connected = false;
       if (acked) this.forceInventory = true;
       this.s.lastError = why;
@@ -378,12 +397,25 @@ export class Exporter {
     };
     call.on('error', (e: grpc.ServiceError) => lost(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`));
     call.on('end', () => lost('the aggregator ended the stream'));
+    this.abandon = (why) => {
+      call.removeAllListeners();
+      call.on('error', () => undefined);
+      call.cancel();
+      lost(why);
+    };
     this.pump();
+  }
+
+  /** The watchdog: batches in flight and no acknowledgement for ackTimeoutMs → reconnect. */
+  private checkAcks(): void {
+    if (!this.call || this.written === 0 || Date.now() - this.progressMs <= this.opts.ackTimeoutMs) return;
+    this.abandon?.(`no acknowledgement for ${Math.round((Date.now() - this.progressMs) / 1000)} s (aggregator hung?)`);
   }
 
   private pump(): void {
     const call = this.call;
     if (!call) return;
+    if (this.written === 0 && this.queue.length > 0) this.progressMs = Date.now();
     while (this.written < this.queue.length && this.written < this.opts.maxInFlight) {
       call.write(this.queue[this.written]!.buf);
       this.written++;
@@ -396,6 +428,7 @@ export class Exporter {
     const [p] = this.queue.splice(i, 1);
     this.queuedBytes -= p!.buf.length;
     if (i < this.written) this.written--;
+    this.progressMs = Date.now();
     this.s.acked++;
     if (duplicate) this.s.duplicates++;
     this.pump();

@@ -51,8 +51,9 @@ export function toFlowJson(meta: FlowMeta, c: Classification, file?: string): Fl
   if (c.mesh !== undefined) out.mesh = c.mesh;
   if (meta.packets !== undefined) out.packets = meta.packets;
   if (meta.bytes !== undefined) out.bytes = meta.bytes;
-  if (meta.firstSeenMs !== undefined) out.firstSeen = isoTime(meta.firstSeenMs);
-  if (meta.lastSeenMs !== undefined) out.lastSeen = isoTime(meta.lastSeenMs);
+  // A damaged pcapng (if_tsresol, if_tsoffset) can give times no Date holds: leave those out, don't fail the report.
+  if (meta.firstSeenMs !== undefined && isDateMs(meta.firstSeenMs)) out.firstSeen = isoTime(meta.firstSeenMs);
+  if (meta.lastSeenMs !== undefined && isDateMs(meta.lastSeenMs)) out.lastSeen = isoTime(meta.lastSeenMs);
   if (c.evidence !== undefined) out.evidence = c.evidence;
   return out;
 }
@@ -73,6 +74,13 @@ function orderTls(t: TlsDetails): TlsDetails {
   const dst = o as unknown as Record<string, unknown>;
   for (const k of Object.keys(src)) if (!(k in dst) && src[k] !== undefined) dst[k] = src[k];
   return o;
+}
+
+/** ECMAScript's time value range (±10^8 days): isoTime() throws outside it. */
+const DATE_MAX_MS = 8.64e15;
+
+function isDateMs(ms: number): boolean {
+  return Math.abs(ms) <= DATE_MAX_MS;
 }
 
 /** Largest time value (ms) the fast path formats: 10000-01-01T00:00:00Z, where ISO years stop being 4 digits. */

@@ -50,6 +50,8 @@ export class Ingest {
   wal: Wal | undefined;
   /** Encodes a batch for the WAL (the runtime's own serializer). */
   encode: ((req: ReportRequest__Output) => Buffer) | undefined;
+  /** Batches refused since the WAL became unwritable (0: it is writable). */
+  private walRefused = 0;
 
   constructor(
     private readonly store: FlowStore,
@@ -104,7 +106,7 @@ export class Ingest {
       return { duplicate: true };
     }
     const flows = req.flows.map(decodeSummary);
-    if (!replay && this.wal && this.encode) this.wal.append(this.encode(req));
+    if (!replay && this.wal && this.encode) this.appendWal(this.wal, this.encode(req), req.agentId);
 
     a.seen.add(seq);
     a.accepted++;
@@ -167,6 +169,24 @@ export class Ingest {
       this.pending.delete(f);
       this.metrics.countFlow(f);
       this.metrics.addBytes(f, p.bytes);
+    }
+  }
+
+  /**
+   * Before the ack: a batch the log cannot hold is refused (the error reaches the agent,
+   * which resends it), never acknowledged unlogged. Logged when the state changes only.
+   */
+  private appendWal(wal: Wal, record: Buffer, agentId: string): void {
+    try {
+      wal.append(record);
+    } catch (err) {
+      this.metrics.batches.inc({ result: 'refused' });
+      if (this.walRefused++ === 0) this.log.error({ err, code: (err as { code?: string }).code, agent: agentId }, 'ingest log not writable: batches are refused until it is');
+      throw err;
+    }
+    if (this.walRefused > 0) {
+      this.log.info({ refused: this.walRefused }, 'ingest log writable again');
+      this.walRefused = 0;
     }
   }
 

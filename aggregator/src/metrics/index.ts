@@ -41,6 +41,10 @@ export interface MetricsSources {
   activeGroups(): Iterable<ActiveGroup>;
   agentsConnected(): number;
   storedFlows(): number;
+  /** Open connections per listener (grpc, http). */
+  openConnections?(): Record<'grpc' | 'http', number>;
+  /** Bytes of the ingest log on disk (--data-dir); absent: no log. */
+  walBytes?(): number;
 }
 
 export class AggregatorMetrics {
@@ -56,6 +60,11 @@ export class AggregatorMetrics {
   readonly seriesOverflow: Counter<'metric'>;
   readonly evictions: Counter<'reason'>;
   readonly disagreements: Counter;
+  readonly throttledSeconds: Counter<'node'>;
+  readonly rateLimitedBatches: Counter<'node'>;
+  readonly streamsClosed: Counter<'reason'>;
+  readonly connectionsClosed: Counter<'reason'>;
+  readonly walSegmentsDeleted: Counter<'reason'>;
   /**
    * Label-set key → running totals of the two flow counters. Ingest adds to plain numbers
    * here (no label hashing per summary); the counters copy them at scrape time (collect()).
@@ -130,18 +139,68 @@ export class AggregatorMetrics {
       },
     });
     this.lostSamples = new Counter({ name: 'plainsight_agent_lost_samples_total', help: 'Handshake samples agents could not read (kernel ring buffer full).', labelNames: ['node'] as const, registers });
-    this.batches = new Counter({ name: 'plainsight_aggregator_ingest_batches_total', help: 'Agent batches received, by result (accepted, duplicate, invalid).', labelNames: ['result'] as const, registers });
+    this.batches = new Counter({ name: 'plainsight_aggregator_ingest_batches_total', help: 'Agent batches received, by result (accepted, duplicate, invalid, refused: the ingest log could not be written, the agent resends it).', labelNames: ['result'] as const, registers });
     this.summaries = new Counter({ name: 'plainsight_aggregator_ingest_summaries_total', help: 'Flow summaries accepted (rate: the ingest rate).', registers });
     this.droppedBatches = new Counter({ name: 'plainsight_aggregator_agent_dropped_batches_total', help: 'Batches agents dropped because their buffer was full (reported in-band).', labelNames: ['node'] as const, registers });
     this.seriesOverflow = new Counter({ name: 'plainsight_aggregator_series_overflow_total', help: 'Increments not recorded because the label-set cap was reached.', labelNames: ['metric'] as const, registers });
     this.evictions = new Counter({ name: 'plainsight_aggregator_flows_evicted_total', help: 'Stored flows evicted, by reason (retention, capacity).', labelNames: ['reason'] as const, registers });
     this.disagreements = new Counter({ name: 'plainsight_aggregator_verdict_disagreements_total', help: 'Flows whose two ends reported different verdicts.', registers });
+    this.throttledSeconds = new Counter({
+      name: 'plainsight_aggregator_throttled_seconds_total',
+      help: "Time agents' Report streams were held back by the per-agent rate limit (--agent-rate-limit).",
+      labelNames: ['node'] as const,
+      registers,
+    });
+    this.rateLimitedBatches = new Counter({
+      name: 'plainsight_aggregator_rate_limited_batches_total',
+      help: 'Agent batches delayed by the per-agent rate limit (never dropped).',
+      labelNames: ['node'] as const,
+      registers,
+    });
+    this.streamsClosed = new Counter({
+      name: 'plainsight_aggregator_ingest_streams_closed_total',
+      help: 'Report streams the aggregator closed: replaced (a newer stream from the same agent), idle (no batch within --ingest-idle-timeout).',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    for (const reason of ['replaced', 'idle']) this.streamsClosed.inc({ reason }, 0);
+    this.connectionsClosed = new Counter({
+      name: 'plainsight_aggregator_connections_closed_total',
+      help: 'gRPC connections or calls the aggregator cut: handshake_timeout (no call started in time), request_timeout (a request never arrived), connection_limit (refused at accept: --max-connections).',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    for (const reason of ['handshake_timeout', 'request_timeout', 'connection_limit']) this.connectionsClosed.inc({ reason }, 0);
+    this.walSegmentsDeleted = new Counter({
+      name: 'plainsight_aggregator_wal_segments_deleted_total',
+      help: 'Ingest log segments deleted: retention (every batch older than --retention), size (the log reached --wal-max-bytes; acknowledged history lost).',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    for (const reason of ['retention', 'size']) this.walSegmentsDeleted.inc({ reason }, 0);
+    new Gauge({
+      name: 'plainsight_aggregator_wal_bytes',
+      help: 'Bytes of the ingest log (--data-dir) on disk; bounded by --wal-max-bytes.',
+      registers,
+      collect() {
+        this.set(sources.walBytes?.() ?? 0);
+      },
+    });
     new Gauge({
       name: 'plainsight_aggregator_stored_flows',
       help: 'Flows held in the store.',
       registers,
       collect() {
         this.set(sources.storedFlows());
+      },
+    });
+    new Gauge({
+      name: 'plainsight_aggregator_open_connections',
+      help: 'Open connections by listener (grpc, http); each is capped by --max-connections.',
+      labelNames: ['listener'] as const,
+      registers,
+      collect() {
+        for (const [listener, n] of Object.entries(sources.openConnections?.() ?? { grpc: 0, http: 0 })) this.set({ listener }, n);
       },
     });
     new Gauge({

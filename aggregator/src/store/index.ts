@@ -39,6 +39,8 @@ export interface SummaryIn {
 export interface Observation {
   agentId: string;
   node: string;
+  /** The observing pod ('' if none): one agent may see both ends of a connection. */
+  pod: string;
   flowId: string;
   verdict: Verdict | undefined;
   packetsToServer: number;
@@ -280,7 +282,7 @@ export class FlowStore {
       ofAgent.set(s.flowId, flow);
     }
     if (!obs) {
-      obs = { agentId, node, flowId: s.flowId, verdict: undefined, packetsToServer: 0, packetsToClient: 0, bytesToServer: 0, bytesToClient: 0, final: false };
+      obs = { agentId, node, pod: this.strings.str(s.pod), flowId: s.flowId, verdict: undefined, packetsToServer: 0, packetsToClient: 0, bytesToServer: 0, bytesToClient: 0, final: false };
       flow.observations.push(obs);
     }
     obs.packetsToServer += s.packets.toServer;
@@ -461,9 +463,14 @@ export class FlowStore {
     return d;
   }
 
-  /** The other end of a connection, or port reuse? Join within the window, never after the same agent ended it. */
+  /**
+   * The other end of a connection, or port reuse? Join within the window, never after the
+   * same observer (agent and pod) ended it. The pod matters: an agent sees both ends of a
+   * connection between two of its pods, and when their first summaries were lost (its
+   * export buffer overflowed) the second end's final arrives after the first end's.
+   */
   private joinable(cand: StoredFlow, agentId: string, s: SummaryIn): boolean {
-    if (cand.observations.some((o) => o.agentId === agentId && o.final)) return false;
+    if (cand.observations.some((o) => o.agentId === agentId && o.pod === s.pod && o.final)) return false;
     const window = this.opts.joinWindowMs ?? DEFAULT_JOIN_WINDOW_MS;
     return s.firstSeenMs === 0 || cand.firstSeenMs === 0 || Math.abs(cand.firstSeenMs - s.firstSeenMs) <= window;
   }
