@@ -322,12 +322,12 @@ t.test('a pod\'s network namespace deleted mid-flow', { skip }, async (t) => {
   t.same(await agent.stop(), { code: 0, signal: null });
 });
 
-// / and /run/netns remounted read-only in a private mount namespace, /tmp an empty
-// read-only tmpfs (stricter than the chart's emptyDir), tap's coverage hooks removed (they
-// would write). `exec` keeps the pid: signals reach node itself.
+// /, /run/netns and /tmp remounted read-only in a private mount namespace (stricter than
+// the chart's writable emptyDir on /tmp; bound, not an empty tmpfs, because the checkout
+// itself may live under /tmp), tap's coverage hooks removed (they would write). `exec` keeps the pid: signals reach node itself.
 const READ_ONLY = [
   'unshare', '--mount', '--propagation', 'slave', 'sh', '-c',
-  'mount -o remount,bind,ro / && mount -o remount,bind,ro /run/netns && mount -t tmpfs -o ro,size=1m tmpfs /tmp && exec env -u NODE_OPTIONS -u NODE_V8_COVERAGE "$@"',
+  'mount -o remount,bind,ro / && mount -o remount,bind,ro /run/netns && mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && exec env -u NODE_OPTIONS -u NODE_V8_COVERAGE "$@"',
   'read-only',
 ];
 
