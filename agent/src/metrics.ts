@@ -93,7 +93,7 @@ export class AgentMetrics {
     });
     new Gauge({
       name: 'plainsight_agent_memory_bytes',
-      help: 'Agent memory: rss, heap_used (JS objects), external (buffers).',
+      help: 'Agent memory: rss, heap_used (JS objects), external (memory outside the JS heap V8 knows of: Buffers, ArrayBuffers).',
       labelNames: ['kind'] as const,
       registers,
       collect() {
@@ -101,7 +101,7 @@ export class AgentMetrics {
         this.set({ kind: 'rss' }, m.rss);
         this.set({ kind: 'heap_used' }, m.heapUsed);
         this.set({ kind: 'heap_total' }, m.heapTotal);
-        this.set({ kind: 'external' }, m.external + m.arrayBuffers);
+        this.set({ kind: 'external' }, m.external);
       },
     });
     // The exporter keeps its own counts; these copy them at scrape time.

@@ -94,10 +94,11 @@ export class SoakNode {
   }
 
   /** The agent on both pods' host veths; jsonl to /dev/null, so formatting it costs as in production. */
-  async startAgent(args, { profileDir, logFile } = {}) {
+  async startAgent(args, { profileDir, logFile, nodeArgs = [] } = {}) {
     const prof = profileDir ? ['--import', PROFILE] : [];
     if (profileDir) process.env.PLAINSIGHT_SOAK_PROFILE_DIR = profileDir;
-    const a = this.start([process.execPath, ...prof, CLI, 'agent', '--mode', 'local', '--netns', this.glob, '--metrics-addr', '127.0.0.1:0', '--output', 'jsonl', ...args], { stdout: 'ignore', stderrFile: logFile });
+    // nodeArgs: V8/node flags (e.g. --max-old-space-size=256), as the chart's NODE_OPTIONS sets them.
+    const a = this.start([process.execPath, ...nodeArgs, ...prof, CLI, 'agent', '--mode', 'local', '--netns', this.glob, '--metrics-addr', '127.0.0.1:0', '--output', 'jsonl', ...args], { stdout: 'ignore', stderrFile: logFile });
     await waitFor(() => a.err.includes('"agent started"') || a.exitCode !== null, 30_000, 'agent start');
     if (a.exitCode !== null) throw new Error(`agent exited: ${a.err}`);
     a.port = Number(/"port":(\d+)[^\n]*"metrics listening"/.exec(a.err)?.[1] ?? 0);
@@ -144,17 +145,19 @@ export function parseMetrics(text) {
     drainSum: get('plainsight_agent_drain_seconds_sum'),
     drainCount: get('plainsight_agent_drain_seconds_count'),
     heapUsedMiB: get('plainsight_agent_memory_bytes', 'kind="heap_used"') / 1048576,
+    heapTotalMiB: get('plainsight_agent_memory_bytes', 'kind="heap_total"') / 1048576,
+    externalMiB: get('plainsight_agent_memory_bytes', 'kind="external"') / 1048576,
     rssMiB: get('plainsight_agent_memory_bytes', 'kind="rss"') / 1048576,
   };
 }
 
-/** CPU seconds, RSS and peak RSS (MiB) of a process, from /proc. */
+/** CPU seconds, RSS (anonymous and file-backed parts) and peak RSS (MiB) of a process, from /proc. */
 export function usage(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-  return { cpu: (Number(f[11]) + Number(f[12])) / 100, rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024, at: Date.now() };
+  return { cpu: (Number(f[11]) + Number(f[12])) / 100, rssMiB: kb('VmRSS') / 1024, anonMiB: kb('RssAnon') / 1024, fileMiB: kb('RssFile') / 1024, hwmMiB: kb('VmHWM') / 1024, at: Date.now() };
 }
 
 /** Milliseconds until /healthz answered 200 (a fresh connection each time), or Infinity past `timeoutMs`. */

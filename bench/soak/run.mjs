@@ -12,6 +12,7 @@
 // ≥ 3 minutes.
 //
 //   node bench/soak/run.mjs [--minutes 5] [--interval 5] [--agent-arg=--low-memory ...]
+//                           [--node-arg=--max-old-space-size=256 ...]
 //                           [--tcp-procs 2] [--tls-procs 1] [--udp-rate 500] [--agent-log FILE]
 //                           [--profile DIR] [--json]
 //
@@ -26,6 +27,7 @@ const { values: opt } = parseArgs({
     minutes: { type: 'string', default: '5' },
     interval: { type: 'string', default: '5' },
     'agent-arg': { type: 'string', multiple: true, default: [] },
+    'node-arg': { type: 'string', multiple: true, default: [] }, // flags for node itself (V8 heap caps)
     'tcp-procs': { type: 'string', default: '2' },
     'tls-procs': { type: 'string', default: '1' },
     'udp-rate': { type: 'string', default: '500' },
@@ -51,7 +53,7 @@ log(`soak: ${MINUTES} min of churn, sample every ${INTERVAL_S}s, kernel ${sh('un
 
 const srv = node.start(['node', LOAD, 'server'], { ns: server.ns });
 await waitFor(() => srv.out.includes('"up"') || srv.exitCode !== null, 20_000, 'load server');
-const agent = await node.startAgent(opt['agent-arg'], { profileDir: opt.profile, logFile: opt['agent-log'] });
+const agent = await node.startAgent(opt['agent-arg'], { profileDir: opt.profile, logFile: opt['agent-log'], nodeArgs: opt['node-arg'] });
 await sleep(1000);
 
 const seconds = MINUTES * 60;
@@ -92,6 +94,9 @@ while (Date.now() - t0 < seconds * 1000) {
     t: Math.round((u.at - t0) / 1000),
     rssMiB: u.rssMiB,
     heapMiB: m.heapUsedMiB,
+    heapTotalMiB: m.heapTotalMiB,
+    externalMiB: m.externalMiB,
+    anonMiB: u.anonMiB,
     tracked: m.tracked,
     lost: m.lost - m0.lost,
     samplesPerS: (m.samples - prevM.samples) / dt,
@@ -111,7 +116,7 @@ while (Date.now() - t0 < seconds * 1000) {
   prevC = c;
   prevM = m;
   log(
-    `  ${String(s.t).padStart(4)}s RSS ${s.rssMiB.toFixed(0)} MiB heap ${s.heapMiB.toFixed(0)} tracked ${s.tracked} | ${s.connsPerS.toFixed(0)} conn/s (tls ${s.tlsPerS.toFixed(0)}) udp ${s.udpPerS.toFixed(0)}/s` +
+    `  ${String(s.t).padStart(4)}s RSS ${s.rssMiB.toFixed(0)} MiB (anon ${s.anonMiB.toFixed(0)}) heap ${s.heapMiB.toFixed(0)}/${s.heapTotalMiB.toFixed(0)} ext ${s.externalMiB.toFixed(0)} tracked ${s.tracked} | ${s.connsPerS.toFixed(0)} conn/s (tls ${s.tlsPerS.toFixed(0)}) udp ${s.udpPerS.toFixed(0)}/s` +
       ` | lag p99 ${s.lagP99Ms.toFixed(1)} max ${s.lagMaxMs.toFixed(1)} ms healthz ${s.healthzMs.toFixed(1)} ms | CPU ${s.cpuPct.toFixed(0)}% lost ${s.lost} evict ${s.evictions} | load ${loadavg()}`,
   );
 }
@@ -151,6 +156,8 @@ for (let i = 0; i < Math.ceil(seconds / 60); i++) {
     rssMiB: mean(xs.map((s) => s.rssMiB)),
     rssMaxMiB: max(xs.map((s) => s.rssMiB)),
     heapMiB: mean(xs.map((s) => s.heapMiB)),
+    heapTotalMiB: mean(xs.map((s) => s.heapTotalMiB)),
+    externalMiB: mean(xs.map((s) => s.externalMiB)),
     tracked: max(xs.map((s) => s.tracked)),
     connsPerS: mean(xs.map((s) => s.connsPerS)),
     tlsPerS: mean(xs.map((s) => s.tlsPerS)),
@@ -171,6 +178,7 @@ const last = minutes[minutes.length - 1];
 const result = {
   minutes: MINUTES,
   agentArgs: opt['agent-arg'],
+  nodeArgs: opt['node-arg'],
   loadAverageEnd: loadavg(),
   connections: counts.tcp + counts.tls,
   tlsConnections: counts.tls,
@@ -187,7 +195,15 @@ const result = {
     maxMiB: max(samples.map((s) => s.rssMiB)),
     peakHwmMiB: peakRssMiB,
   },
-  heap: { firstMinuteMiB: first.heapMiB, lastMinuteMiB: last.heapMiB, slopeMiBPerMin: slopePerMin(steady.map((s) => ({ t: s.t, y: s.heapMiB }))) },
+  heap: {
+    firstMinuteMiB: first.heapMiB,
+    lastMinuteMiB: last.heapMiB,
+    slopeMiBPerMin: slopePerMin(steady.map((s) => ({ t: s.t, y: s.heapMiB }))),
+    totalMaxMiB: max(samples.map((s) => s.heapTotalMiB)),
+    externalMaxMiB: max(samples.map((s) => s.externalMiB)),
+  },
+  // What is not the JS heap: RSS minus V8's heap total (code, native buffers, libbpf mmaps, malloc).
+  nonHeapMaxMiB: max(samples.map((s) => s.rssMiB - s.heapTotalMiB)),
   trackedMax: max(samples.map((s) => s.tracked)),
   lagMs: { p99Median: pct(samples.map((s) => s.lagP99Ms), 50), p99Worst: max(samples.map((s) => s.lagP99Ms)), maxWorst: max(samples.map((s) => s.lagMaxMs)) },
   healthzMs: { median: pct(samples.map((s) => s.healthzMs), 50), worst: max(samples.map((s) => s.healthzMs)) },
@@ -205,8 +221,8 @@ else {
   const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : String(x));
   const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
   const rows = [
-    ['min', 'RSS MiB', 'RSS max', 'heap MiB', 'tracked', 'conn/s', 'tls/s', 'udp/s', 'lag p99 ms', 'lag max ms', 'healthz ms', 'CPU %', 'lost'],
-    ...minutes.map((m) => [m.minute, f0(m.rssMiB), f0(m.rssMaxMiB), f0(m.heapMiB), m.tracked, f0(m.connsPerS), f0(m.tlsPerS), f0(m.udpPerS), f1(m.lagP99Ms), f1(m.lagMaxMs), f1(m.healthzMaxMs), f0(m.cpuPct), m.lost]),
+    ['min', 'RSS MiB', 'RSS max', 'heap MiB', 'heap total', 'external', 'tracked', 'conn/s', 'tls/s', 'udp/s', 'lag p99 ms', 'lag max ms', 'healthz ms', 'CPU %', 'lost'],
+    ...minutes.map((m) => [m.minute, f0(m.rssMiB), f0(m.rssMaxMiB), f0(m.heapMiB), f0(m.heapTotalMiB), f0(m.externalMiB), m.tracked, f0(m.connsPerS), f0(m.tlsPerS), f0(m.udpPerS), f1(m.lagP99Ms), f1(m.lagMaxMs), f1(m.healthzMaxMs), f0(m.cpuPct), m.lost]),
   ].map((r) => r.map(String));
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const table = rows.map((r) => r.map((c, i) => c.padStart(w[i])).join('  ')).join('\n');
@@ -215,10 +231,10 @@ else {
       table,
       '',
       `churn: ${f0(result.connsPerS)} TCP+TLS conn/s (${result.tlsConnections} TLS in all), ${f0(result.newFlowsPerS)} new flows/s at the veths, ${result.loadErrors} client errors`,
-      `memory: RSS ${f0(first.rssMiB)} MiB (minute ${first.minute}) → ${f0(last.rssMiB)} MiB (minute ${last.minute}) = ${result.rss.ratioLastToFirst.toFixed(2)}×, trend ${f1(result.rss.slopeMiBPerMin)} MiB/min after warm-up, ${f1(result.rss.secondHalfSlopeMiBPerMin)} MiB/min in the second half, peak ${f0(peakRssMiB)} MiB; heap ${f0(first.heapMiB)} → ${f0(last.heapMiB)} MiB → ${result.bounded ? 'BOUNDED' : 'GROWING'}`,
+      `memory: RSS ${f0(first.rssMiB)} MiB (minute ${first.minute}) → ${f0(last.rssMiB)} MiB (minute ${last.minute}) = ${result.rss.ratioLastToFirst.toFixed(2)}×, trend ${f1(result.rss.slopeMiBPerMin)} MiB/min after warm-up, ${f1(result.rss.secondHalfSlopeMiBPerMin)} MiB/min in the second half, peak ${f0(peakRssMiB)} MiB; heap ${f0(first.heapMiB)} → ${f0(last.heapMiB)} MiB (heap total ≤ ${f0(result.heap.totalMaxMiB)}, external ≤ ${f0(result.heap.externalMaxMiB)}, RSS − heap total ≤ ${f0(result.nonHeapMaxMiB)} MiB) → ${result.bounded ? 'BOUNDED' : 'GROWING'}`,
       `event loop: lag p99 median ${f1(result.lagMs.p99Median)} ms, worst p99 ${f1(result.lagMs.p99Worst)} ms, worst max ${f1(result.lagMs.maxWorst)} ms; /healthz median ${f1(result.healthzMs.median)} ms, worst ${f1(result.healthzMs.worst)} ms`,
       `agent: CPU ${f0(result.agentCpuPct)}%, drain ${f1(result.drainMsPerS)} ms/s, flows tracked ≤ ${result.trackedMax}, evictions ${result.evictions}`,
-      `lost samples: agent metric ${result.lostSamples.agentTotal}, kernel ps_stats ${result.lostSamples.kernelTotal} (${result.samplesRead} samples read)`,
+      `lost samples: agent metric ${result.lostSamples.agentTotal}, kernel ps_stats ${result.lostSamples.kernelTotal} (${result.samplesRead} samples read, ${f1((100 * result.lostSamples.agent) / Math.max(1, result.lostSamples.agent + result.samplesRead))} % lost)`,
       `load average at the end: ${result.loadAverageEnd}`,
       '',
     ].join('\n'),

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { capabilitySet, missingCapabilities } from '../../agent/src/bpf/capabilities.js';
 import { agentPrivilegeNeeds } from '../../agent/src/bpf/environment.js';
+import { DEFAULT_AGGREGATOR_CONFIG } from '../../aggregator/src/config.js';
 
 const chart = fileURLToPath(new URL('../../charts/plainsight/', import.meta.url));
 const tdir = `${chart}templates/`;
@@ -176,4 +177,53 @@ t.test('dashboards become ConfigMaps labelled for the Grafana sidecar', async (t
   t.same([v.label, v.labelValue], ['grafana_dashboard', '1'], 'grafana_dashboard: "1" by default');
   const dashFiles = readdirSync(`${chart}files/dashboards`).filter((f) => f.endsWith('.json'));
   t.ok(dashFiles.includes('plainsight-coverage.json'));
+});
+
+// Memory: V8 sizes its heap from the node's RAM (4 GiB on a 24 GiB node), not from the
+// container's limit, so under flow churn it lets garbage outgrow the limit (bench/soak:
+// agent RSS peak 696 MiB against a 512Mi limit). The chart caps the old space with
+// NODE_OPTIONS; what lives outside it was measured, and cap + that must fit the limit.
+/** Agent memory outside V8's old space, MiB: young generation (3 × 16 MiB semi-spaces) + the
+ * worst RSS − heap total of 8 soak runs, capped or not (177 MiB: ~64 file-backed — node,
+ * libbpf, koffi —, ~80–90 buffers — ring, map-read batches, held samples —, malloc). */
+const AGENT_OUTSIDE_OLD_SPACE_MIB = 48 + 180;
+/** Agent heap used after collections with the table at its cap (1.25 × --max-flows): 90–120 MiB in the soak. */
+const AGENT_LIVE_HEAP_MIB = 120;
+/** Aggregator heap per stored flow, bytes (bench/aggregator: 1.1 KB, README "Measured"; 1115 B on 2026-11-21). */
+const AGGREGATOR_BYTES_PER_FLOW = 1100;
+/** Aggregator memory outside the old space, MiB (young generation, node, gRPC buffers). Measured:
+ * bench/aggregator with 1M stored flows under a 1536 MiB cap peaked at 1704 MiB RSS, bench included. */
+const AGGREGATOR_OUTSIDE_OLD_SPACE_MIB = 384;
+
+function mebibytes(q: string): number {
+  const m = /^(\d+)(Mi|Gi)$/.exec(q);
+  if (!m) throw new Error(`memory quantity ${q}: expected Mi or Gi`);
+  return Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1);
+}
+
+t.test('memory: V8 heap caps fit the memory limits', async (t) => {
+  const v = values as Record<string, any>;
+  for (const [file, key] of [['agent-daemonset.yaml', 'agent'], ['aggregator.yaml', 'aggregator']] as const) {
+    const re = new RegExp(`\\{\\{- with \\.Values\\.${key}\\.heapLimitMiB \\}\\}\\n(\\s+#[^\\n]*\\n)+\\s+- name: NODE_OPTIONS\\n\\s+value: \\{\\{ printf "--max-old-space-size=%d" \\(int \\.\\) \\| quote \\}\\}\\n\\s+\\{\\{- end \\}\\}`);
+    t.match(text[file], re, `${key}: NODE_OPTIONS=--max-old-space-size from ${key}.heapLimitMiB, with a comment why`);
+    // extraEnv comes after it, so a user's own NODE_OPTIONS wins.
+    t.ok(text[file].indexOf(`with .Values.${key}.heapLimitMiB }}`) < text[file].indexOf(`with .Values.${key}.extraEnv }}`), `${key}: extraEnv comes after it and can override it`);
+  }
+  t.match(text['aggregator.yaml'], /\{\{- if or \.Values\.aggregator\.heapLimitMiB \.Values\.aggregator\.extraEnv \}\}\n\s+env:/, 'aggregator: env: rendered for either');
+
+  const agentLimit = mebibytes(v.agent.resources.limits.memory);
+  const agentCap = v.agent.heapLimitMiB as number;
+  t.ok(agentCap > 0, 'the agent is capped by default');
+  t.ok(agentCap + AGENT_OUTSIDE_OLD_SPACE_MIB < agentLimit, `agent: cap ${agentCap} + ${AGENT_OUTSIDE_OLD_SPACE_MIB} MiB outside the old space < limit ${agentLimit} MiB`);
+  t.ok(agentCap >= 1.5 * AGENT_LIVE_HEAP_MIB, `agent: cap ${agentCap} MiB ≥ 1.5 × the ${AGENT_LIVE_HEAP_MIB} MiB live at the table's cap`);
+  t.ok(mebibytes(v.agent.resources.requests.memory) <= agentLimit, 'agent: request ≤ limit');
+
+  const aggLimit = mebibytes(v.aggregator.resources.limits.memory);
+  const aggCap = v.aggregator.heapLimitMiB as number;
+  const maxFlows = DEFAULT_AGGREGATOR_CONFIG.maxFlows;
+  t.notMatch(JSON.stringify(v.aggregator.extraArgs), /max-flows/, 'the store holds the CLI default --max-flows');
+  const storeMiB = (maxFlows * AGGREGATOR_BYTES_PER_FLOW) / 1048576;
+  t.ok(aggCap > 0, 'the aggregator is capped by default');
+  t.ok(1.25 * storeMiB <= aggCap, `aggregator: a full store (${maxFlows} flows, ${storeMiB.toFixed(0)} MiB) + 25 % fits the ${aggCap} MiB cap`);
+  t.ok(aggCap + AGGREGATOR_OUTSIDE_OLD_SPACE_MIB <= aggLimit, `aggregator: cap ${aggCap} + ${AGGREGATOR_OUTSIDE_OLD_SPACE_MIB} MiB ≤ limit ${aggLimit} MiB`);
 });

@@ -42,6 +42,8 @@ t.test('invalid values are rejected', async (t) => {
     ['relative host path', (v) => (v.agent.hostPaths.netns = 'var/run/netns'), '/agent/hostPaths/netns'],
     ['hostNetwork as a string', (v) => (v.agent.hostNetwork = 'yes'), '/agent/hostNetwork'],
     ['bad duration', (v) => (v.serviceMonitor.interval = '30 seconds'), '/serviceMonitor/interval'],
+    ['heap cap as a quantity string', (v) => (v.agent.heapLimitMiB = '256Mi'), '/agent/heapLimitMiB'],
+    ['negative heap cap', (v) => (v.aggregator.heapLimitMiB = -1), '/aggregator/heapLimitMiB'],
   ];
   for (const [name, mutate, path] of cases) {
     const v = values();
