@@ -11,12 +11,11 @@
 
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
-import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Netns } from '../lab/lab.js';
 import { cliMissingReason } from '../lab/plainsight.js';
 import { AgentProcess, LabNode, bpfSkipReason, fastArgs } from '../lab/agent-lab.js';
+import { healthzMs, kernelStats } from '../../bench/soak/node.mjs';
 
 const LOAD = fileURLToPath(new URL('../../bench/soak/load.mjs', import.meta.url));
 const skip = bpfSkipReason() ?? cliMissingReason();
@@ -40,43 +39,6 @@ function metric(text: string, name: string, sel = ''): number {
     sum = (Number.isNaN(sum) ? 0 : sum) + Number(m[2]);
   }
   return sum;
-}
-
-/** Milliseconds until /healthz answered 200 on a fresh connection; Infinity if not within `timeoutMs`. */
-function healthzMs(port: number, timeoutMs: number): Promise<number> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200 ? performance.now() - t0 : Infinity));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(Infinity));
-  });
-}
-
-/** The agent's ps_stats (summed over CPUs), found through the map fds the process holds. */
-function kernelStats(pid: number): Record<string, number> | undefined {
-  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
-    let info: string;
-    try {
-      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-    } catch {
-      continue;
-    }
-    const id = /^map_id:\s+(\d+)/m.exec(info)?.[1];
-    if (!id) continue;
-    const show = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', id], { encoding: 'utf8' })) as { name?: string };
-    if (show.name !== 'ps_stats') continue;
-    const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', id], { encoding: 'utf8' })) as {
-      formatted?: { values?: { value: Record<string, number> }[] };
-      values?: { value: Record<string, number> }[];
-    }[];
-    const sum: Record<string, number> = {};
-    for (const e of dump) for (const v of e.formatted?.values ?? e.values ?? []) for (const [k, x] of Object.entries(v.value ?? {})) sum[k] = (sum[k] ?? 0) + Number(x);
-    return sum;
-  }
-  return undefined;
 }
 
 /** Churn from the client pod to the server pod for `seconds`: the load generators, started. */
