@@ -107,7 +107,7 @@ function pct(r: number): string {
   return `${(r * 100).toFixed(1)}%`;
 }
 
-function rowOut(r: CoverageRow__Output | null, by: string): CoverageOut {
+export function rowOut(r: CoverageRow__Output | null, by: string): CoverageOut {
   const o: CoverageOut = {
     namespace: r?.namespace ?? '',
     encryptedBytes: n(r?.encryptedBytes),

@@ -14,9 +14,9 @@ import type { GetCoverageResponse__Output } from '../../proto/gen/types/plainsig
 import { bpfEnvironmentProblem } from '../../agent/src/bpf/environment.js';
 import { PlainsightError } from '../../agent/src/errors.js';
 import { parse } from '../args.js';
-import { deadline, n, queryClient, type QueryClient } from '../aggregator-client.js';
+import { deadline, queryClient, type QueryClient } from '../aggregator-client.js';
 import { flowOut, type FlowOut } from './flows.js';
-import type { CoverageOut } from './coverage.js';
+import { rowOut, type CoverageOut } from './coverage.js';
 import { terminalWidth } from '../table.js';
 import { DemoLab, cleanLeftovers, runningDemo, tail, type Proc } from '../demo/lab.js';
 import { buildEdges, renderLive, renderReport, report, type AgentLine, type DemoReport } from '../demo/report.js';
@@ -108,17 +108,7 @@ async function query(q: QueryClient): Promise<{ flows: FlowOut[]; coverage: Demo
   const cov = await new Promise<GetCoverageResponse__Output>((resolve, reject) =>
     q.client.GetCoverage({ by: 'COVERAGE_GROUPING_NAMESPACE', filter: {}, sinceUnixNs: '0' }, q.metadata, deadline(5000), (err, r) => (err || !r ? reject(err) : resolve(r))),
   );
-  const row = (r: GetCoverageResponse__Output['total']): CoverageOut => ({
-    namespace: r?.namespace || 'total',
-    encryptedBytes: n(r?.encryptedBytes),
-    plaintextBytes: n(r?.plaintextBytes),
-    unknownBytes: n(r?.unknownBytes),
-    encryptedConnections: n(r?.encryptedConnections),
-    plaintextConnections: n(r?.plaintextConnections),
-    unknownConnections: n(r?.unknownConnections),
-    ratio: r?.ratio ?? 0,
-    connectionRatio: r?.connectionRatio ?? 0,
-  });
+  const row = (r: GetCoverageResponse__Output['total']): CoverageOut => ({ ...rowOut(r, 'namespace'), namespace: r?.namespace || 'total' });
   return { flows, coverage: { rows: [...cov.rows.map(row), row(cov.total)], total: row(cov.total) } };
 }
 

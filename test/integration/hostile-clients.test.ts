@@ -167,10 +167,10 @@ function flow(i: number): ExportFlow {
   };
 }
 
-/** The process's fd count once it reaches `n` (the server accepts from its queue at its own pace), or after 10 s. */
-async function fdsAtLeast(pid: number, n: number): Promise<number> {
+/** The process's fd count once `done` holds for it (the server accepts and closes at its own pace), or after 10 s. */
+async function fdsWhen(pid: number, done: (fds: number) => boolean): Promise<number> {
   let fds = fdCount(pid);
-  for (let i = 0; i < 40 && fds < n; i++) {
+  for (let i = 0; i < 40 && !done(fds); i++) {
     await sleep(250);
     fds = fdCount(pid);
   }
@@ -216,7 +216,7 @@ t.test('aggregator, plaintext gRPC and HTTP: 620 hostile connections', { skip },
   await h.connect(120, m); // idle
   await h.connect(120, m, (s) => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n')); // headers never finished
   await h.connect(110, m, h.dribble(Buffer.from(`GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ${'a'.repeat(100)}\r\n\r\n`), 1000));
-  const peak = await fdsAtLeast(pid, baseline + 400);
+  const peak = await fdsWhen(pid, (n) => n >= baseline + 400);
   t.ok(peak >= baseline + 400, `the hostile connections are really open at the server: ${peak} fds (baseline ${baseline})`);
   t.comment(`hostile connections opened: ${h.opened}, open now: ${h.open}`);
 
@@ -224,11 +224,7 @@ t.test('aggregator, plaintext gRPC and HTTP: 620 hostile connections', { skip },
   t.ok(h.open >= 400, `the real requests were served while ${h.open} hostile connections were open`);
 
   t.ok(await h.allClosed(90_000), `every hostile connection closed by the server (${h.closed}/${h.opened})`);
-  let fds = fdCount(pid);
-  for (let i = 0; i < 40 && fds > baseline + 10; i++) {
-    await sleep(250);
-    fds = fdCount(pid);
-  }
+  const fds = await fdsWhen(pid, (n) => n <= baseline + 10);
   t.ok(fds <= baseline + 10, `server file descriptors back near baseline: ${fds} (baseline ${baseline}, peak ${peak})`);
   await realRequests(t, agg, agg.address, grpc.credentials.createInsecure(), ex, 2);
   const text = await agg.metrics();
@@ -260,17 +256,13 @@ t.test('aggregator, mTLS gRPC: idle, garbage and a ClientHello dribbled a byte a
   await h.connect(150, agg.grpcPort, h.dribble(hello, 500)); // the ClientHello, a byte every 500 ms
   await h.connect(50, agg.grpcPort, (s) => s.write(randomBytes(300))); // not TLS
   await h.connect(50, agg.grpcPort, (s) => s.write(hello.subarray(0, hello.length >> 1))); // half a ClientHello
-  const peak = await fdsAtLeast(pid, baseline + 250);
+  const peak = await fdsWhen(pid, (n) => n >= baseline + 250);
   t.ok(peak >= baseline + 250, `hostile connections open at the server: ${peak} fds (baseline ${baseline})`);
 
   await realRequests(t, agg, address, creds, ex, 11);
   t.ok(h.open >= 250, `real mTLS requests served while ${h.open} hostile connections were open`);
   t.ok(await h.allClosed(60_000), `every hostile connection closed by the server (${h.closed}/${h.opened})`);
-  let fds = fdCount(pid);
-  for (let i = 0; i < 40 && fds > baseline + 10; i++) {
-    await sleep(250);
-    fds = fdCount(pid);
-  }
+  const fds = await fdsWhen(pid, (n) => n <= baseline + 10);
   t.ok(fds <= baseline + 10, `server file descriptors back near baseline: ${fds} (baseline ${baseline}, peak ${peak})`);
   t.ok(metricSum(await agg.metrics(), 'plainsight_aggregator_connections_closed_total', { reason: 'handshake_timeout' }) >= 300, 'closed for handshake_timeout');
 });
